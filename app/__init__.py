@@ -1,0 +1,1 @@
+"""Entry points of AVVP Studio: the `avvp-studio` command, settings, wiring."""

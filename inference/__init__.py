@@ -1,0 +1,1 @@
+"""Everything torch and numeric: metrics, models, training. Never imports Qt."""

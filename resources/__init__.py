@@ -1,0 +1,1 @@
+"""Static assets: style sheets, icons, default settings."""

@@ -1,0 +1,1 @@
+"""PySide6 + pyqtgraph widgets. Only this package (and app/) may import Qt."""
