@@ -59,9 +59,22 @@ def runs(row: np.ndarray) -> Iterator[tuple[int, int]]:
         yield int(onset), int(offset)
 
 
+def batch_intervals(grids: np.ndarray) -> np.ndarray:
+    """(V, 25, 10) grids -> int array of (video, class, onset, offset) rows, one per maximal run.
+
+    Ordered by video, then class, then onset. Vectorised: exports write ~20k grids.
+    """
+    grids = np.asarray(grids)
+    padded = np.zeros((*grids.shape[:-1], grids.shape[-1] + 2), dtype=np.int8)
+    padded[..., 1:-1] = grids
+    video, cls, pos = np.nonzero(np.diff(padded, axis=-1))
+    # edges alternate rise/fall within every row, and nonzero walks rows in order
+    return np.stack([video[0::2], cls[0::2], pos[0::2], pos[1::2]], axis=1)
+
+
 def grid_to_intervals(grid: np.ndarray) -> list[tuple[int, int, int]]:
     """Grid -> (class, onset, offset), one row per maximal run, class-major order."""
-    return [(cls, on, off) for cls in range(grid.shape[0]) for on, off in runs(grid[cls])]
+    return [tuple(row) for row in batch_intervals(grid[None])[:, 1:].tolist()]
 
 
 def pack(grid: np.ndarray) -> bytes:

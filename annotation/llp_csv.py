@@ -15,7 +15,7 @@ import numpy as np
 
 from annotation.clipname import ClipNameError, parse_clip_name
 from annotation.errors import DataFileError
-from annotation.grid import GRID_SHAPE, grid_to_intervals
+from annotation.grid import GRID_SHAPE, batch_intervals
 from annotation.taxonomy import CLASSES, NUM_SEGMENTS, UnknownClassError, class_index, parse_label_list
 
 WEAK_HEADER = ("filename", "event_labels")
@@ -138,10 +138,11 @@ def write_dense_csv(path: str | Path, grids: Mapping[str, np.ndarray]) -> int:
     with open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
         writer.writerow(DENSE_HEADER)
-        for filename, grid in grids.items():
-            for cls, onset, offset in grid_to_intervals(grid):
-                writer.writerow((filename, onset, offset, CLASSES[cls]))
-                count += 1
+        names = list(grids)
+        if names:
+            rows = batch_intervals(np.stack([grids[n] for n in names]))
+            writer.writerows((names[v], on, off, CLASSES[c]) for v, c, on, off in rows.tolist())
+            count = len(rows)
     return count
 
 

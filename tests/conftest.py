@@ -25,3 +25,42 @@ def real_clip(llp_dir: Path) -> Path:
     if not clip.exists():
         pytest.skip(f"real clip not found at {clip}")
     return clip
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A real PostgreSQL server on loopback, for the team-database tests."""
+    from tests.pg_server import PostgresServer, find_pg_bin
+
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        pytest.skip("psycopg is not installed (pip install .[postgres])")
+    bin_dir = find_pg_bin()
+    if bin_dir is None:
+        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) not found; apt-get install postgresql")
+    server = PostgresServer(bin_dir)
+    try:
+        url = server.start()
+    except Exception as exc:  # the reason is shown in the skip line
+        server.stop()
+        pytest.skip(f"could not start a local PostgreSQL server: {exc}")
+    yield url
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def any_db_url(request, tmp_path):
+    """The same tests against the embedded SQLite file and a real PostgreSQL server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.sqlite'}"
+    url = request.getfixturevalue("postgres_url")
+    from sqlalchemy import create_engine, text
+
+    name = f"t{abs(hash(request.node.nodeid)) % 10**9}"
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"DROP DATABASE IF EXISTS {name}"))
+        conn.execute(text(f"CREATE DATABASE {name}"))
+    admin.dispose()
+    return url.rsplit("/", 1)[0] + f"/{name}"

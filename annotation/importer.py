@@ -1,0 +1,263 @@
+"""Import of an LLP-layout data folder into the label store.
+
+Everything is read and validated first; then one transaction writes it. A bad
+file therefore aborts with an error naming file, line or clip, and the database
+stays exactly as it was. Re-importing the same folder changes nothing (versions
+included); the human-owned sources (manual, review) are never touched.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from sqlalchemy import Engine, and_, bindparam, insert, select, update
+
+from annotation.clipname import parse_clip_name
+from annotation.errors import DataFileError
+from annotation.grid import PSEUDO_SHAPE, pack
+from annotation.llp_csv import dense_grids, read_dense_csv, read_weak_csv
+from annotation.models import Clip, FeatureSet, LabelTrack, Review
+from annotation.store import utcnow
+from annotation.taxonomy import format_label_list
+
+Progress = Callable[[str, int, int], None]
+
+WEAK_FILES = {"train": "AVVP_train.csv", "val": "AVVP_val_pd.csv", "test": "AVVP_test_pd.csv"}
+DENSE_FILES = {"audio": "AVVP_eval_audio.csv", "visual": "AVVP_eval_visual.csv"}
+PSEUDO_DIRS = {"audio": "CLAP/segment_pseudo_labels", "visual": "CLIP/segment_pseudo_labels"}
+FEATURE_DIRS = {
+    "vggish": "feats/vggish",
+    "res152": "feats/res152",
+    "r2plus1d_18": "feats/r2plus1d_18",
+    "clip": "CLIP/features",
+    "clap": "CLAP/features",
+}
+VIDEO_DIR = "raw_videos"
+
+
+@dataclass
+class ImportReport:
+    clips: dict[str, int] = field(default_factory=dict)
+    clips_added: int = 0
+    clips_updated: int = 0
+    tracks_added: int = 0
+    tracks_updated: int = 0
+    truth_rows: dict[str, int] = field(default_factory=dict)
+    orphan_rows: dict[str, int] = field(default_factory=dict)
+    pseudo_files: dict[str, int] = field(default_factory=dict)
+    unmatched_pseudo_files: dict[str, int] = field(default_factory=dict)
+    feature_sets: dict[str, int] = field(default_factory=dict)
+    videos: int = 0
+
+
+@dataclass(frozen=True)
+class _ClipIn:
+    filename: str
+    video_id: str
+    split: str
+    labels: tuple[int, ...]
+    source: str
+    line: int
+
+
+def _read_clips(data_dir: Path, report: ImportReport) -> list[_ClipIn]:
+    clips: dict[str, _ClipIn] = {}
+    ids: dict[str, _ClipIn] = {}
+    for split, name in WEAK_FILES.items():
+        path = data_dir / name
+        if not path.exists():
+            continue
+        rows = read_weak_csv(path)
+        report.clips[split] = 0
+        for row in rows:
+            seen = clips.get(row.filename)
+            if seen is not None:
+                if seen.labels != row.labels or seen.split != split:
+                    raise DataFileError(
+                        path, f"duplicate clip with other labels or split: first at {seen.source} line {seen.line} "
+                        f"({seen.split}: {format_label_list(seen.labels)}), here ({split}: {format_label_list(row.labels)})",
+                        line=row.line, clip=row.filename,
+                    )
+                continue
+            video_id = parse_clip_name(row.filename).video_id
+            other = ids.get(video_id)
+            if other is not None:
+                raise DataFileError(
+                    path, f"video id {video_id!r} already used by clip {other.filename} ({other.source} line "
+                    f"{other.line}); per-clip .npy files are named by id, so ids must be unique",
+                    line=row.line, clip=row.filename,
+                )
+            clip = _ClipIn(row.filename, video_id, split, row.labels, name, row.line)
+            clips[row.filename] = ids[video_id] = clip
+            report.clips[split] += 1
+    if not clips:
+        raise DataFileError(data_dir, f"no weak-label file found; expected at least one of {sorted(WEAK_FILES.values())}")
+    return list(clips.values())
+
+
+def _npy_files(folder: Path) -> dict[str, Path]:
+    with os.scandir(folder) as entries:
+        return {e.name[:-4]: Path(e.path) for e in entries if e.name.endswith(".npy") and e.is_file()}
+
+
+def _load_pseudo(path: Path, clip: str) -> np.ndarray:
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise DataFileError(path, f"not a readable .npy array ({exc}); expected (10, 25) 0/1 integers", clip=clip) from None
+    if array.shape != PSEUDO_SHAPE:
+        raise DataFileError(path, f"shape {array.shape}; expected {PSEUDO_SHAPE} (segments, classes)", clip=clip)
+    if not (np.issubdtype(array.dtype, np.integer) or array.dtype == np.bool_):
+        raise DataFileError(path, f"dtype {array.dtype}; expected integer 0/1 (int64 as VALOR writes)", clip=clip)
+    if array.size and (array.min() < 0 or array.max() > 1):
+        raise DataFileError(path, f"values outside 0/1 (min {array.min()}, max {array.max()})", clip=clip)
+    return array.T.astype(np.uint8)
+
+
+def _first_shape(files: dict[str, Path]) -> str | None:
+    if not files:
+        return None
+    path = next(iter(files.values()))
+    try:
+        return str(tuple(np.load(path, mmap_mode="r", allow_pickle=False).shape))
+    except (ValueError, OSError) as exc:
+        raise DataFileError(path, f"not a readable .npy feature file ({exc})") from None
+
+
+def read_dataset(data_dir: Path, report: ImportReport, progress: Progress | None = None):
+    """Read and validate everything; returns (clips, grids by (track, source) -> {filename: grid}, features, videos)."""
+    note = progress or (lambda stage, done, total: None)
+    clips = _read_clips(data_dir, report)
+    note("weak labels", len(clips), len(clips))
+    filenames = [c.filename for c in clips]
+    grids: dict[tuple[str, str], dict[str, np.ndarray]] = {}
+
+    for track, name in DENSE_FILES.items():
+        path = data_dir / name
+        if not path.exists():
+            continue
+        rows = read_dense_csv(path)
+        known = set(filenames)
+        report.truth_rows[track] = len(rows)
+        report.orphan_rows[track] = sum(r.filename not in known for r in rows)
+        # Truth exists for every clip of the splits the dense file covers (val/test in LLP),
+        # all-zero where no row names the clip, exactly as the evaluation code assumes.
+        named = {r.filename for r in rows}
+        covered_splits = {c.split for c in clips if c.filename in named}
+        targets = [c.filename for c in clips if c.split in covered_splits]
+        stacked = dense_grids(rows, targets)
+        grids[(track, "truth")] = dict(zip(targets, stacked))
+        note(f"{track} truth", len(rows), len(rows))
+
+    by_id = {c.video_id: c.filename for c in clips}
+    for track, sub in PSEUDO_DIRS.items():
+        folder = data_dir / sub
+        if not folder.is_dir():
+            continue
+        files = _npy_files(folder)
+        matched = [(vid, path) for vid, path in files.items() if vid in by_id]
+        report.pseudo_files[track] = len(matched)
+        report.unmatched_pseudo_files[track] = len(files) - len(matched)
+        loaded = {}
+        for i, (vid, path) in enumerate(matched, 1):
+            loaded[by_id[vid]] = _load_pseudo(path, by_id[vid])
+            if i % 2000 == 0 or i == len(matched):
+                note(f"{track} pseudo-labels", i, len(matched))
+        grids[(track, "pseudo")] = loaded
+
+    features = {}
+    for name, sub in FEATURE_DIRS.items():
+        folder = data_dir / sub
+        if folder.is_dir():
+            files = _npy_files(folder)
+            features[name] = (folder.resolve(), len(files), _first_shape(files))
+            report.feature_sets[name] = len(files)
+
+    videos = {}
+    folder = data_dir / VIDEO_DIR
+    if folder.is_dir():
+        with os.scandir(folder) as entries:
+            found = {Path(e.name).stem: Path(e.path).resolve() for e in entries if e.is_file()}
+        videos = {by_id[v]: str(p) for v, p in found.items() if v in by_id}
+        report.videos = len(videos)
+    return clips, grids, features, videos
+
+
+def _weak_mask(labels: tuple[int, ...]) -> int:
+    return sum(1 << i for i in labels)
+
+
+def import_llp(engine: Engine, data_dir: str | Path, progress: Progress | None = None) -> ImportReport:
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise DataFileError(data_dir, "not a directory; expected an LLP-layout data folder")
+    report = ImportReport()
+    clips, grids, features, videos = read_dataset(data_dir, report, progress)
+    note = progress or (lambda stage, done, total: None)
+    now = utcnow()
+    c, t, r, f = Clip.__table__, LabelTrack.__table__, Review.__table__, FeatureSet.__table__
+    with engine.begin() as conn:
+        existing = {row.filename: row for row in conn.execute(select(c))}
+        new_rows, changed = [], []
+        for clip in clips:
+            old = existing.get(clip.filename)
+            values = dict(
+                filename=clip.filename, video_id=clip.video_id, split=clip.split,
+                weak_labels=format_label_list(clip.labels), weak_mask=_weak_mask(clip.labels),
+                # a folder without raw_videos/ keeps the paths an earlier import found
+                video_path=videos.get(clip.filename, old.video_path if old is not None else None),
+            )
+            if old is None:
+                new_rows.append(values)
+            elif any(getattr(old, k) != v for k, v in values.items()):
+                changed.append({"_id": old.id, **values})
+        if new_rows:
+            conn.execute(insert(c), new_rows)
+        if changed:
+            conn.execute(update(c).where(c.c.id == bindparam("_id")), changed)
+        report.clips_added, report.clips_updated = len(new_rows), len(changed)
+        ids = dict(conn.execute(select(c.c.filename, c.c.id)).all())
+        note("clips", len(clips), len(clips))
+
+        reviewed = set(conn.execute(select(r.c.clip_id)).scalars())
+        fresh = [{"clip_id": ids[cl.filename], "status": "pending", "version": 1} for cl in clips if ids[cl.filename] not in reviewed]
+        if fresh:
+            conn.execute(insert(r), fresh)
+
+        for (track, source), by_file in grids.items():
+            stored = {
+                row.clip_id: (row.cells, row.version)
+                for row in conn.execute(
+                    select(t.c.clip_id, t.c.cells, t.c.version).where(and_(t.c.track == track, t.c.source == source))
+                )
+            }
+            adds, updates = [], []
+            for filename, grid in by_file.items():
+                clip_id, cells = ids[filename], pack(grid)
+                old = stored.get(clip_id)
+                if old is None:
+                    adds.append(dict(clip_id=clip_id, track=track, source=source, cells=cells,
+                                     positives=int(grid.sum()), version=1, updated_at=now, updated_by="import"))
+                elif old[0] != cells:
+                    updates.append(dict(_cid=clip_id, _ver=old[1], cells=cells, positives=int(grid.sum()),
+                                        version=old[1] + 1, updated_at=now, updated_by="import"))
+            if adds:
+                conn.execute(insert(t), adds)
+            if updates:
+                conn.execute(
+                    update(t).where(and_(t.c.clip_id == bindparam("_cid"), t.c.track == track,
+                                         t.c.source == source, t.c.version == bindparam("_ver"))),
+                    updates,
+                )
+            report.tracks_added += len(adds)
+            report.tracks_updated += len(updates)
+            note(f"{track} {source} tracks", len(by_file), len(by_file))
+
+        for name, (path, count, shape) in features.items():
+            conn.execute(f.delete().where(f.c.name == name))
+            conn.execute(insert(f).values(name=name, path=str(path), files=count, shape=shape))
+    return report
+
