@@ -3,7 +3,6 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
-export QT_QPA_PLATFORM ?= offscreen
 
 .PHONY: setup run test bench screenshots clean
 
@@ -22,10 +21,13 @@ run: setup
 
 test: setup
 	-@bash scripts/ensure_postgres.sh
-	$(BIN)/python -m pytest -q
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q
 
 bench: setup
-	$(BIN)/python benchmarks/run_all.py
+	QT_QPA_PLATFORM=offscreen $(BIN)/python benchmarks/run_all.py
+
+screenshots: setup
+	QT_QPA_PLATFORM=offscreen $(BIN)/python scripts/screenshots.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache bench-results

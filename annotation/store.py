@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import numpy as np
-from sqlalchemy import Engine, and_, insert, select, update
+from sqlalchemy import Engine, and_, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from annotation.grid import as_grid, pack, unpack, weak_grid
@@ -217,6 +217,29 @@ class LabelStore:
             with self.engine.connect() as conn:
                 raise ConflictError(what, expected_version, self._read_track(conn, clip_id, track, source)) from None
         return TrackState(grid, expected_version + 1, annotator, now)
+
+    def delete_track(self, clip_id: int, track: str, source: str, expected_version: int, annotator: str | None) -> None:
+        """Remove a stored track (undo of a first manual edit: the clip is unedited again)."""
+        validate_track(track)
+        validate_source(source)
+        t = LabelTrack.__table__
+        what = f"{track} {source} labels of clip #{clip_id}"
+        with self.engine.begin() as conn:
+            before = self._read_track(conn, clip_id, track, source)
+            if before.version != expected_version or not before.exists:
+                raise ConflictError(what, expected_version, before)
+            done = conn.execute(
+                delete(t).where(and_(t.c.clip_id == clip_id, t.c.track == track, t.c.source == source,
+                                     t.c.version == expected_version))
+            )
+            if done.rowcount != 1:
+                raise ConflictError(what, expected_version, self._read_track(conn, clip_id, track, source))
+            conn.execute(
+                insert(Edit.__table__).values(
+                    clip_id=clip_id, kind="cells", track=track, source=source,
+                    before=pack(before.grid).hex(), after=None, annotator=annotator, at=utcnow(),
+                )
+            )
 
     # ---- review ------------------------------------------------------------------------
     def review(self, clip_id: int) -> ReviewState:

@@ -12,7 +12,7 @@ import sys
 
 from annotation.errors import DataFileError
 
-COMMAND_MODULES = ("cmd_import", "cmd_export", "cmd_eval", "cmd_stats", "cmd_demo")
+COMMAND_MODULES = ("gui", "cmd_import", "cmd_export", "cmd_eval", "cmd_stats", "cmd_demo")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,6 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run_cli(argv: list[str]) -> int:
     parser = build_parser()
+    if not argv or argv[0].startswith("--") and argv[0] not in ("--help", "-h"):
+        argv = ["gui", *argv]  # no command: the desktop program
     args = parser.parse_args(argv)
     if not hasattr(args, "func"):
         parser.print_help()

@@ -63,3 +63,19 @@ def test_dependencies_point_one_way():
         if name in banned
     ]
     assert offenders == []
+
+
+def test_installed_pyside_keeps_none_alive():
+    """PySide6 6.12.0 leaks references to None on every void call and aborts the app after
+    minutes of use (pinned out in pyproject.toml); this guards the pin."""
+    code = (
+        "import sys\nfrom PySide6.QtCore import QRectF, QObject, Signal\n"
+        "class O(QObject):\n    s = Signal(bool)\n"
+        "o = O(); o.s.connect(lambda v: None); r = QRectF()\n"
+        "n, t = sys.getrefcount(None), sys.getrefcount(True)\n"
+        "for _ in range(2000):\n    r.setWidth(1.0); o.s.emit(True)\n"
+        "print(n - sys.getrefcount(None), t - sys.getrefcount(True))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
+    lost_none, lost_true = map(int, out.stdout.split())
+    assert lost_none < 100 and lost_true < 100, out.stdout

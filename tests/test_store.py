@@ -142,3 +142,15 @@ def test_edits_survive_a_killed_process(tmp_path):
     store = LabelStore(open_database(str(db)))
     back = store.track(store.clip("fffffffffff_0_10").id, "audio", "manual")
     assert back.version == 1 and back.grid[5].tolist() == [0, 0, 1, 1, 1, 1, 1, 0, 0, 0]
+
+
+def test_delete_track_with_version_check(store):
+    clip = store.clip("aaaaaaaaaaa_0_10")
+    store.save_track(clip.id, "audio", "manual", np.ones((25, 10), np.uint8), 0, "a")
+    with pytest.raises(ConflictError):
+        store.delete_track(clip.id, "audio", "manual", 5, "a")
+    store.delete_track(clip.id, "audio", "manual", 1, "a")
+    assert not store.track(clip.id, "audio", "manual").exists
+    assert store.history(clip.id)[-1].after is None
+    with pytest.raises(ConflictError):
+        store.delete_track(clip.id, "audio", "manual", 1, "a")

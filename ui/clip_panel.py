@@ -1,0 +1,87 @@
+"""Clip header: id, split, weak-label chips, review status, note, and the review buttons."""
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QSizePolicy, QVBoxLayout, QWidget
+
+from annotation.store import ClipRecord, ReviewState
+from annotation.taxonomy import COLOURS, DISPLAY_NAMES
+
+STATUS_COLOURS = {"pending": "#8c959f", "annotated": "#2fbf71", "out_of_taxonomy": "#d98e04", "skipped": "#6e7bff"}
+
+
+def chip_html(index: int) -> str:
+    return (f"<span style='background:{COLOURS[index]};color:#111;border-radius:4px;padding:1px 6px'>"
+            f"&nbsp;{DISPLAY_NAMES[index]}&nbsp;</span>")
+
+
+class ClipPanel(QFrame):
+    action_requested = Signal(str)  # accept | out_of_taxonomy | skip | note | prev_clip | next_clip
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setFrameShape(QFrame.Shape.StyledPanel)
+        self.title = QLabel("No clip selected")
+        self.title.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        font = self.title.font()
+        font.setPointSizeF(font.pointSizeF() * 1.25)
+        font.setBold(True)
+        self.title.setFont(font)
+        self.meta = QLabel("")
+        self.weak = QLabel("")
+        self.weak.setWordWrap(True)
+        self.status = QLabel("")
+        self.note = QLabel("")
+        self.note.setWordWrap(True)
+        self.note.setEnabled(False)
+        self.buttons: dict[str, QPushButton] = {}
+        row = QHBoxLayout()
+        row.setSpacing(6)
+        for action, text, tip in (
+            ("prev_clip", "◀", "Previous clip (PgUp)"),
+            ("accept", "✓ Accept", "Mark annotated and go to the next clip (Ctrl+Return)"),
+            ("out_of_taxonomy", "⊘ Out of taxonomy", "The visual content is none of the 25 classes; excluded from CMRC (Ctrl+T)"),
+            ("skip", "↷ Skip", "Mark skipped and go on (Ctrl+K)"),
+            ("note", "✎ Note", "Write a note on this clip (Ctrl+N)"),
+            ("next_clip", "▶", "Next clip (PgDown)"),
+        ):
+            button = QPushButton(text)
+            button.setToolTip(tip)
+            button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+            button.clicked.connect(lambda _=False, a=action: self.action_requested.emit(a))
+            row.addWidget(button)
+            self.buttons[action] = button
+        self.buttons["accept"].setDefault(True)
+        row.addStretch(1)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(12, 10, 12, 10)
+        layout.setSpacing(6)
+        layout.addWidget(self.title)
+        layout.addWidget(self.meta)
+        layout.addWidget(self.weak)
+        layout.addWidget(self.status)
+        layout.addWidget(self.note)
+        layout.addStretch(1)
+        layout.addLayout(row)
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Preferred)
+        self.set_enabled(False)
+
+    def set_enabled(self, enabled: bool) -> None:
+        for button in self.buttons.values():
+            button.setEnabled(enabled)
+
+    def show_clip(self, clip: ClipRecord, review: ReviewState, edited: dict[str, bool]) -> None:
+        self.title.setText(clip.filename)
+        changed = [t for t, e in edited.items() if e]
+        self.meta.setText(f"{clip.split} · video id {clip.video_id} · "
+                          + (f"edited: {', '.join(changed)}" if changed else "unedited (pseudo-labels shown)"))
+        self.weak.setText("Weak label: " + " ".join(chip_html(i) for i in clip.weak))
+        self.show_review(review)
+        self.set_enabled(True)
+
+    def show_review(self, review: ReviewState) -> None:
+        colour = STATUS_COLOURS.get(review.status, "#8c959f")
+        who = f" by {review.annotator}" if review.annotator else ""
+        when = f" · {review.updated_at.astimezone():%Y-%m-%d %H:%M}" if review.updated_at else ""
+        self.status.setText(f"<span style='color:{colour}'>●</span> {review.status.replace('_', ' ')}{who}{when}")
+        self.note.setText(f"Note: {review.note}" if review.note else "")

@@ -1,0 +1,78 @@
+"""User preferences in an INI file (QSettings): annotator, key bindings, default filters, theme."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QSettings
+
+from ui.keymap import action_shortcuts, class_keys
+
+
+class Preferences:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.qs = QSettings(str(self.path), QSettings.Format.IniFormat)
+
+    def _get(self, key: str, default: str = "") -> str:
+        value = self.qs.value(key, default)
+        return default if value is None else str(value)
+
+    @property
+    def annotator(self) -> str:
+        return self._get("annotator")
+
+    @annotator.setter
+    def annotator(self, name: str) -> None:
+        self.qs.setValue("annotator", name.strip())
+        self.qs.sync()
+
+    @property
+    def theme(self) -> str:  # system | dark | light
+        return self._get("theme", "system")
+
+    @theme.setter
+    def theme(self, value: str) -> None:
+        self.qs.setValue("theme", value)
+        self.qs.sync()
+
+    def key_overrides(self) -> dict[str, str]:
+        self.qs.beginGroup("keys")
+        try:
+            return {k.replace("_colon_", ":"): str(self.qs.value(k)) for k in self.qs.childKeys()}
+        finally:
+            self.qs.endGroup()
+
+    def set_key_overrides(self, overrides: dict[str, str]) -> None:
+        self.qs.remove("keys")
+        self.qs.beginGroup("keys")
+        for name, key in overrides.items():
+            self.qs.setValue(name.replace(":", "_colon_"), key)
+        self.qs.endGroup()
+        self.qs.sync()
+
+    def shortcuts(self) -> dict[str, str]:
+        return action_shortcuts(self.key_overrides())
+
+    def class_keys(self) -> list[str]:
+        return class_keys(self.key_overrides())
+
+    def default_filter(self) -> dict[str, str]:
+        return {
+            "split": self._get("filter/split", "train"),
+            "status": self._get("filter/status", "pending"),
+            "empty_visual": self._get("filter/empty_visual", "true"),
+        }
+
+    def set_default_filter(self, split: str, status: str, empty_visual: bool | None) -> None:
+        self.qs.setValue("filter/split", split)
+        self.qs.setValue("filter/status", status)
+        self.qs.setValue("filter/empty_visual", "any" if empty_visual is None else str(empty_visual).lower())
+        self.qs.sync()
+
+    def recent_value(self, key: str, default: str = "") -> str:
+        return self._get(f"recent/{key}", default)
+
+    def set_recent_value(self, key: str, value: str) -> None:
+        self.qs.setValue(f"recent/{key}", value)
+        self.qs.sync()
