@@ -10,6 +10,13 @@ from annotation.taxonomy import COLOURS, DISPLAY_NAMES
 STATUS_COLOURS = {"pending": "#8c959f", "annotated": "#2fbf71", "out_of_taxonomy": "#d98e04", "skipped": "#6e7bff"}
 
 
+HELP = (
+    "<b>Keys</b> · Space play/pause · ←/→ segment · Shift+←/→ select · ↑/↓ class · Tab audio/visual · "
+    "class keys (shown beside each row) toggle that class on the segment or selection · Return toggle cursor · "
+    "Ctrl+D copy row to the other track · Ctrl+Z / Ctrl+Shift+Z undo/redo · F1 all shortcuts"
+)
+
+
 def chip_html(index: int) -> str:
     return (f"<span style='background:{COLOURS[index]};color:#111;border-radius:4px;padding:1px 6px'>"
             f"&nbsp;{DISPLAY_NAMES[index]}&nbsp;</span>")
@@ -34,6 +41,9 @@ class ClipPanel(QFrame):
         self.note = QLabel("")
         self.note.setWordWrap(True)
         self.note.setEnabled(False)
+        self.help = QLabel(HELP)
+        self.help.setWordWrap(True)
+        self.help.setEnabled(False)
         self.buttons: dict[str, QPushButton] = {}
         row = QHBoxLayout()
         row.setSpacing(6)
@@ -62,6 +72,7 @@ class ClipPanel(QFrame):
         layout.addWidget(self.status)
         layout.addWidget(self.note)
         layout.addStretch(1)
+        layout.addWidget(self.help)
         layout.addLayout(row)
         self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Preferred)
         self.set_enabled(False)

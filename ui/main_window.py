@@ -57,6 +57,7 @@ class MainWindow(QMainWindow):
         self.clip_panel = ClipPanel()
         self.queue = QueueDock(self)
         self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.queue)
+        self.resizeDocks([self.queue], [430], Qt.Orientation.Horizontal)
 
         top = QSplitter(Qt.Orientation.Horizontal)
         top.addWidget(self.player)
@@ -119,7 +120,9 @@ class MainWindow(QMainWindow):
         undo = self.session.undo_stack.createUndoAction(self, "Undo")
         undo.setShortcut(QKeySequence.StandardKey.Undo)
         redo = self.session.undo_stack.createRedoAction(self, "Redo")
-        redo.setShortcuts([QKeySequence.StandardKey.Redo, QKeySequence("Ctrl+Y")])
+        redo_keys = QKeySequence.keyBindings(QKeySequence.StandardKey.Redo)
+        redo_keys += [QKeySequence(k) for k in ("Ctrl+Shift+Z", "Ctrl+Y") if QKeySequence(k) not in redo_keys]
+        redo.setShortcuts(redo_keys)
         first = self.edit_menu.actions()[0] if self.edit_menu.actions() else None
         self.edit_menu.insertAction(first, undo)
         self.edit_menu.insertAction(first, redo)

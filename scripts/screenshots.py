@@ -1,0 +1,69 @@
+"""Screenshots of the main window on the demo project, taken offscreen (for the README).
+
+Usage: QT_QPA_PLATFORM=offscreen python scripts/screenshots.py [--out docs/screenshots]
+Uses a throw-away database and demo folder, never the user's own.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", default=str(REPO / "docs" / "screenshots"))
+    args = parser.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    from PySide6.QtWidgets import QApplication
+
+    from annotation.db import open_database
+    from annotation.demo import build_demo
+    from annotation.importer import import_llp
+    from annotation.llp_csv import dense_grids, read_dense_csv
+    from ui.main_window import MainWindow
+    from ui.preferences import Preferences
+    from ui.theme import apply_theme
+
+    app = QApplication.instance() or QApplication([])
+    work = Path(tempfile.mkdtemp(prefix="avvp-shots-"))
+    demo = build_demo(work / "demo").out_dir
+    for dark, name in ((True, "main_window_dark.png"), (False, "main_window_light.png")):
+        apply_theme(app, dark=dark)
+        db = str(work / f"{name}.sqlite")
+        engine = open_database(db)
+        import_llp(engine, demo)
+        prefs = Preferences(work / "settings.ini")
+        prefs.annotator = "demo"
+        window = MainWindow(engine, prefs, db)
+        window.resize(1600, 1000)
+        window.show()
+        clip_id = window.queue.visible_clip_ids()[0]
+        window.queue.select_clip(clip_id)
+        view = window.session.view
+        # an annotator fixing the empty visual pseudo-label: what the demo clip really shows
+        truth = dense_grids(read_dense_csv(demo / "demo_truth" / "visual.csv"), [view.clip.filename])[0]
+        cells = [tuple(c) for c in np.argwhere(truth)]
+        window.session.set_cells("visual", cells, 1)
+        window.player.seek(3.4)
+        for _ in range(5):
+            app.processEvents()
+        window.grab().save(str(out / name))
+        print(out / name)
+        window.close()
+        engine.dispose()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
