@@ -6,7 +6,7 @@ from pathlib import Path
 from PySide6.QtWidgets import (
     QComboBox, QDialog, QDialogButtonBox, QFileDialog, QFormLayout, QHBoxLayout, QLineEdit, QPushButton, QWidget,
 )
-from sqlalchemy import Engine, distinct, select
+from sqlalchemy import Engine, select
 
 from annotation.exporter import ExportReport, export_labels
 from annotation.models import LabelTrack
@@ -18,7 +18,7 @@ def available_sources(engine: Engine) -> list[str]:
     """'best' first, then the sources present in the store (prediction runs included)."""
     t = LabelTrack.__table__
     with engine.connect() as conn:
-        present = sorted(conn.execute(select(distinct(t.c.source))).scalars())
+        present = sorted(conn.execute(select(t.c.source).distinct()).scalars())
     order = ["manual", "pseudo", "truth"]
     return ["best"] + [s for s in order if s in present] + [s for s in present if s not in order]
 

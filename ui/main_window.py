@@ -109,6 +109,7 @@ class MainWindow(QMainWindow):
         queue.load(engine)
         self.queue.set_annotator(self.session.annotator)
         self.queue.set_queue(queue)
+        self.queue.set_filter(self.prefs.queue_filter())
         self.db_label.setText(label)
         self.statusBar().showMessage(f"{len(queue)} clips in the database", 6000)
 

@@ -5,6 +5,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QSettings
 
+from annotation.queue import QueueFilter
 from ui.keymap import action_shortcuts, class_keys
 
 
@@ -63,6 +64,17 @@ class Preferences:
             "status": self._get("filter/status", "pending"),
             "empty_visual": self._get("filter/empty_visual", "true"),
         }
+
+    def queue_filter(self) -> QueueFilter:
+        """The queue the window opens on (settings: default review queue)."""
+        saved = self.default_filter()
+        split = None if saved["split"] == "all" else saved["split"]
+        statuses = None if saved["status"] == "any" else frozenset({saved["status"]})
+        empty = {"true": True, "false": False}.get(saved["empty_visual"])
+        try:
+            return QueueFilter(split=split, statuses=statuses, empty_visual=empty)
+        except ValueError:  # a hand-edited settings file: fall back to the MUG step
+            return QueueFilter()
 
     def set_default_filter(self, split: str, status: str, empty_visual: bool | None) -> None:
         self.qs.setValue("filter/split", split)
