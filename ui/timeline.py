@@ -1,8 +1,9 @@
 """Timeline editor of one track of one clip: an editable 25 x 10 grid with reference layers.
 
-Drawing is a pyqtgraph scene (ImageItem cells, vector overlays) in pixel coordinates;
-input is handled by the TrackTimeline widget itself (the view is transparent to the
-mouse), so widget coordinates, hit tests and tests all speak the same pixels.
+Drawing is a pyqtgraph scene (ImageItem cells, vector overlays) in pixel coordinates,
+built and updated by `TimelineScene` (ui/timeline_scene.py); input is handled by the
+TrackTimeline widget itself (the view is transparent to the mouse), so widget
+coordinates, hit tests and tests all speak the same pixels.
 Edits are only requested (`edit_requested`); the session applies them as undoable
 commands and calls `set_current`, which rebuilds images, never the layout.
 """
@@ -11,22 +12,14 @@ from __future__ import annotations
 from typing import Mapping, Sequence
 
 import numpy as np
-import pyqtgraph as pg
-from PySide6.QtCore import QEvent, QPointF, QRect, QRectF, Qt, QTimer, Signal
-from PySide6.QtGui import QBrush, QColor, QFont, QFontMetrics, QPainterPath, QPen
-from PySide6.QtWidgets import (
-    QGraphicsItem, QGraphicsPathItem, QGraphicsRectItem, QGraphicsSimpleTextItem, QSizePolicy,
-    QToolTip, QVBoxLayout, QWidget,
-)
+from PySide6.QtCore import QEvent, QPointF, QRect, Qt, QTimer, Signal
+from PySide6.QtWidgets import QSizePolicy, QToolTip, QVBoxLayout, QWidget
 
 from annotation.grid import GRID_SHAPE
-from annotation.taxonomy import COLOURS, DISPLAY_NAMES, NUM_SEGMENTS
+from annotation.taxonomy import DISPLAY_NAMES, NUM_SEGMENTS
 from ui import theme
-from ui.timeline_render import (
-    ADDED, BOTH, HEADER_H, LABEL_W, LAYER_NAMES, LAYER_TITLES, LEGEND_ROW_H, MINI_CELL_W, REMOVED,
-    ROW_H, TOGGLE_H, CellPalette, Hit, TimelineGeometry, diff_counts, diff_image, diff_states,
-    grid_image, row_order, tooltip_text,
-)
+from ui.timeline_render import LAYER_NAMES, TOGGLE_H, CellPalette, Hit, TimelineGeometry, row_order, tooltip_text
+from ui.timeline_scene import SceneLayout, TimelineScene
 
 TIMELINE_TRACKS = ("audio", "visual", "audio_visual")
 PREVIEW_HOLD_MS = 400  # how long a released drag stays previewed if nobody calls set_current
@@ -39,22 +32,6 @@ def __getattr__(name: str):
 
         return TimelinePanel
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def _colour(value: str | QColor, alpha: int | None = None) -> QColor:
-    colour = QColor(value)
-    if alpha is not None:
-        colour.setAlpha(alpha)
-    return colour
-
-
-class _Canvas(pg.GraphicsView):
-    """pyqtgraph view used only to draw: scene coordinates are widget pixels."""
-
-    def __init__(self, parent: QWidget) -> None:
-        super().__init__(parent, background=None)
-        self.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
-        self.setFocusPolicy(Qt.FocusPolicy.NoFocus)
 
 
 class TrackTimeline(QWidget):
@@ -102,12 +79,11 @@ class TrackTimeline(QWidget):
         self._preview_timer.timeout.connect(self._drop_preview)
         self._theme_pending = False
         self._building = False
-        self._items: list[QGraphicsItem] = []  # every item of the current layout
 
-        self._canvas = _Canvas(self)
+        self._scene = TimelineScene(self)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self._canvas)
+        layout.addWidget(self._scene.canvas)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self.setMouseTracking(True)
         self._palette = CellPalette.build(theme.current_is_dark())
@@ -291,9 +267,6 @@ class TrackTimeline(QWidget):
             mode=self._mode, n_slots=len(self._slot_names()),
         )
 
-    def _dark(self) -> bool:
-        return self._palette.dark
-
     # ----------------------------------------------------------------- scene building
     def _rebuild(self) -> None:
         """Recreate every scene item (new clip, rows, mode, size or theme)."""
@@ -310,258 +283,23 @@ class TrackTimeline(QWidget):
         self._geom = self._make_geometry(max(self.width(), 1))
         self.setFixedHeight(self._geom.height)
         self.setMinimumWidth(self._geom.min_width)
-        dark = self._dark()
-        window = self.palette().color(self.backgroundRole())
-        self._canvas.setBackground(window)
-        scene = self._canvas.scene()
-        for item in self._items:  # never scene.clear(): it would delete pyqtgraph's own central item
-            scene.removeItem(item)  # back to Python ownership; freed with the last reference
-        self._items = []
-        self._header_items: list[QGraphicsSimpleTextItem] = []
-        self._header_lit: int | None = None  # header number drawn as the playhead
-        self._legend_counts: dict[int, QGraphicsSimpleTextItem] = {}
-        self._images: dict[tuple[int, int], pg.ImageItem] = {}
-        g = self._geom
-        text, muted, lines = theme.text_colour(dark), theme.muted_text(dark), theme.grid_lines(dark)
-        base = QFont(self.font())
-        small = QFont(base)
-        small.setPointSizeF(max(6.5, base.pointSizeF() * 0.86))
-        self._fonts = (base, small)
-
-        # header numbers
-        for seg in range(NUM_SEGMENTS):
-            item = self._add_text(str(seg), QRectF(*g.header(seg)), muted, small, "center")
-            self._header_items.append(item)
-        # row labels
-        rows = self.visible_rows()
-        for pos, cls in enumerate(rows):
-            self._add_row_label(pos, cls, text if cls in self._weak_rows else muted)
-        self._add_toggle(muted, lines, small)
-        # main grid and its lines
-        self._add_grid_images(-1, g.grid_x, g.cell_w)
-        self._add_lines(g.grid_x, g.cell_w, lines)
-        self._removed_item = self._add_item(QGraphicsPathItem(), z=1)
-        removed = _colour(theme.REMOVED)
-        self._removed_item.setPen(QPen(removed, 1.2))
-        self._removed_item.setBrush(QBrush(removed, Qt.BrushStyle.BDiagPattern))
-        if self._mode == "side":
-            self._add_minis(muted, lines, small)
-        else:
-            self._add_legend(text, muted, small)
-        # overlays
-        self._playhead_item = self._add_item(QGraphicsRectItem(), z=3)
-        self._playhead_item.setBrush(_colour(theme.PLAYHEAD, 44 if dark else 30))
-        self._playhead_item.setPen(Qt.PenStyle.NoPen)
-        self._selection_item = self._add_item(QGraphicsRectItem(), z=4)
-        self._selection_item.setBrush(_colour(theme.ACCENT, 44))
-        self._selection_item.setPen(QPen(_colour(theme.ACCENT, 170), 1))
-        self._label_band = self._add_item(QGraphicsRectItem(), z=-1)
-        self._label_band.setBrush(_colour(text, 20))
-        self._label_band.setPen(Qt.PenStyle.NoPen)
-        self._cursor_outer = self._add_item(QGraphicsRectItem(), z=6)
-        self._cursor_inner = self._add_item(QGraphicsRectItem(), z=6)
-        self._active_bar = self._add_item(QGraphicsRectItem(0, HEADER_H, 3, g.rows_bottom - HEADER_H), z=6)
-        self._active_bar.setBrush(_colour(theme.ACCENT))
-        self._active_bar.setPen(Qt.PenStyle.NoPen)
+        layout = SceneLayout(
+            geom=self._geom, palette=self._palette, weak_rows=self._weak_rows, other_rows=self._other_rows,
+            hidden=self._hidden, collapsed=self._collapsed, shortcuts=self._shortcuts, mode=self._mode,
+            slots=self._slot_names(), layers=self._layers, diff_ref=self._diff_ref,
+        )
+        self._scene.build(layout, self.font(), self.palette().color(self.backgroundRole()))
         self._refresh_cells()
         self._update_overlays()
-
-    def _add_item(self, item: QGraphicsItem, z: float = 0) -> QGraphicsItem:
-        item.setZValue(z)
-        self._canvas.scene().addItem(item)
-        self._items.append(item)
-        return item
-
-    def _add_text(
-        self, text: str, rect: QRectF, colour: QColor, font: QFont, align: str = "left", z: float = 5
-    ) -> QGraphicsSimpleTextItem:
-        metrics = QFontMetrics(font)
-        text = metrics.elidedText(text, Qt.TextElideMode.ElideRight, int(rect.width()))
-        item = QGraphicsSimpleTextItem(text)
-        item.setFont(font)
-        item.setBrush(colour)
-        width = metrics.horizontalAdvance(text)
-        x = rect.x() + {"left": 0, "center": (rect.width() - width) / 2, "right": rect.width() - width}[align]
-        item.setPos(QPointF(round(x), round(rect.y() + (rect.height() - metrics.height()) / 2)))
-        return self._add_item(item, z)
-
-    def _add_row_label(self, pos: int, cls: int, colour: QColor) -> None:
-        base, small = self._fonts
-        y = self._geom.row_y(pos)
-        swatch = self._add_item(QGraphicsRectItem(10, y + (ROW_H - 10) / 2, 10, 10), z=5)
-        swatch.setBrush(QColor(COLOURS[cls]))
-        swatch.setPen(Qt.PenStyle.NoPen)
-        right = LABEL_W - 8
-        key = self._shortcuts.get(cls)
-        if key:
-            metrics = QFontMetrics(small)
-            w = max(16, metrics.horizontalAdvance(key) + 8)
-            badge = QRectF(right - w, y + 3, w, ROW_H - 6)
-            path = QPainterPath()
-            path.addRoundedRect(badge, 3, 3)
-            box = self._add_item(QGraphicsPathItem(path), z=5)
-            box.setPen(QPen(theme.grid_lines(self._dark()), 1))
-            box.setBrush(theme.grid_background(self._dark()))
-            self._add_text(key, badge, theme.muted_text(self._dark()), small, "center")
-            right -= w + 6
-        self._add_text(DISPLAY_NAMES[cls], QRectF(26, y, right - 26, ROW_H), colour, base)
-
-    def _add_toggle(self, muted: QColor, lines: QColor, font: QFont) -> None:
-        g = self._geom
-        label = f"+ {self._hidden} other classes" if self._collapsed else "− other classes"
-        rect = QRectF(10, g.toggle_y, LABEL_W - 18, TOGGLE_H)
-        item = self._add_text(label, rect, muted, font)
-        end = 10 + QFontMetrics(font).horizontalAdvance(label) + 8
-        mid = g.toggle_y + TOGGLE_H / 2
-        path = QPainterPath(QPointF(end, mid))
-        path.lineTo(g.grid_x + g.grid_w, mid)
-        rule = self._add_item(QGraphicsPathItem(path), z=1)
-        rule.setPen(QPen(lines, 1))
-        self._toggle_item = item
-
-    def _sections(self) -> list[tuple[int, int, int]]:
-        """(first row position, row count, y) of the weak and other sections."""
-        g = self._geom
-        return [(0, g.n_weak, g.weak_y), (g.n_weak, g.n_other, g.other_y)]
-
-    def _add_grid_images(self, key: int, x: int, cell_w: int) -> None:
-        for index, (_, count, y) in enumerate(self._sections()):
-            if count:
-                item = pg.ImageItem(axisOrder="row-major")
-                item.setImage(np.zeros((count, NUM_SEGMENTS, 4), dtype=np.uint8), autoLevels=False)
-                item.setRect(QRectF(x, y, NUM_SEGMENTS * cell_w, count * ROW_H))
-                self._images[(key, index)] = self._add_item(item, z=0)
-
-    def _add_lines(self, x: int, cell_w: int, colour: QColor) -> None:
-        path = QPainterPath()
-        width = NUM_SEGMENTS * cell_w
-        for _, count, y in self._sections():
-            if not count:
-                continue
-            for k in range(NUM_SEGMENTS + 1):
-                path.moveTo(x + k * cell_w, y)
-                path.lineTo(x + k * cell_w, y + count * ROW_H)
-            for r in range(count + 1):
-                path.moveTo(x, y + r * ROW_H)
-                path.lineTo(x + width, y + r * ROW_H)
-        item = self._add_item(QGraphicsPathItem(path), z=2)
-        pen = QPen(colour, 1)
-        pen.setCosmetic(True)
-        item.setPen(pen)
-
-    def _add_minis(self, muted: QColor, lines: QColor, font: QFont) -> None:
-        g = self._geom
-        rows = self.visible_rows()
-        for slot, name in enumerate(self._slot_names()):
-            x = g.mini_x(slot)
-            width = NUM_SEGMENTS * MINI_CELL_W
-            self._add_text(LAYER_TITLES[name], QRectF(x - 6, 0, width + 12, HEADER_H), muted, font, "center")
-            grid = self._layers.get(name)
-            if grid is None:
-                box = self._add_item(QGraphicsRectItem(x, g.weak_y, width, g.rows_bottom - g.weak_y), z=1)
-                pen = QPen(lines, 1, Qt.PenStyle.DashLine)
-                box.setPen(pen)
-                self._add_text("n/a", QRectF(x, g.weak_y, width, ROW_H), muted, font, "center")
-                continue
-            self._add_grid_images(slot, x, MINI_CELL_W)
-            image = grid_image(grid, rows, self._palette)
-            for index, (first, count, _) in enumerate(self._sections()):
-                if count:
-                    self._images[(slot, index)].setImage(image[first:first + count], autoLevels=False)
-            self._add_lines(x, MINI_CELL_W, lines)
-
-    def _add_legend(self, text: QColor, muted: QColor, font: QFont) -> None:
-        g = self._geom
-        x = g.legend_x
-        title = f"vs {LAYER_TITLES[self._diff_ref]}"
-        self._add_text(title, QRectF(x, 0, 200, HEADER_H), muted, font)
-        if self._layers.get(self._diff_ref) is None:
-            self._add_text(f"no {self._diff_ref} layer", QRectF(x, HEADER_H, 200, LEGEND_ROW_H), muted, font)
-            return
-        weak_colour = QColor(COLOURS[self._weak_rows[0]]) if self._weak_rows else text
-        entries = ((BOTH, "agree", weak_colour), (ADDED, "added", _colour(theme.ADDED)),
-                   (REMOVED, "removed", _colour(theme.REMOVED)))
-        for i, (state, label, colour) in enumerate(entries):
-            y = HEADER_H + 2 + i * LEGEND_ROW_H
-            swatch = self._add_item(QGraphicsRectItem(x, y + 3, 10, 10), z=5)
-            if state == REMOVED:
-                swatch.setBrush(QBrush(colour, Qt.BrushStyle.BDiagPattern))
-                swatch.setPen(QPen(colour, 1))
-            else:
-                swatch.setBrush(colour)
-                swatch.setPen(Qt.PenStyle.NoPen)
-            self._add_text(label, QRectF(x + 16, y, 60, LEGEND_ROW_H), text, font)
-            self._legend_counts[state] = self._add_text("0", QRectF(x + 76, y, 40, LEGEND_ROW_H), muted, font, "right")
 
     # ----------------------------------------------------------------- cheap updates
     def _refresh_cells(self) -> None:
         """Rebuild the main-grid images (and diff marks) from the displayed grid."""
-        grid = self._display_grid()
-        rows = self.visible_rows()
-        reference = self._layers.get(self._diff_ref)
-        if self._mode == "diff":
-            image = diff_image(grid, reference, rows, self._palette)
-        else:
-            image = grid_image(grid, rows, self._palette)
-        for index, (first, count, _) in enumerate(self._sections()):
-            if count:
-                self._images[(-1, index)].setImage(image[first:first + count], autoLevels=False)
-        path = QPainterPath()
-        if self._mode == "diff" and reference is not None and rows:
-            states = diff_states(grid[rows], reference[rows])
-            for pos, seg in zip(*np.nonzero(states == REMOVED)):
-                x, y, w, h = self._geom.cell(int(pos), int(seg))
-                path.addRect(QRectF(x + 2, y + 2, w - 4, h - 4))
-            counts = diff_counts(grid[rows], reference[rows])
-            for state, item in self._legend_counts.items():
-                item.setText(str(counts[state]))
-        self._removed_item.setPath(path)
+        self._scene.refresh_cells(self._display_grid())
 
     def _update_overlays(self) -> None:
         """Playhead, selection, cursor and active bar: moved, never recreated."""
-        g = self._geom
-        dark = self._dark()
-        height = g.rows_bottom
-        if self._playhead is None:
-            self._playhead_item.setVisible(False)
-        else:
-            self._playhead_item.setRect(QRectF(g.grid_x + self._playhead * g.cell_w, 0, g.cell_w, height))
-            self._playhead_item.setVisible(True)
-        if self._header_lit != self._playhead:  # restyle only the two numbers that change
-            base, small = self._fonts
-            bold = QFont(small)
-            bold.setBold(True)
-            for seg in {self._header_lit, self._playhead} - {None}:
-                on = seg == self._playhead
-                self._header_items[seg].setBrush(_colour(theme.PLAYHEAD) if on else theme.muted_text(dark))
-                self._header_items[seg].setFont(bold if on else small)
-            self._header_lit = self._playhead
-        if self._selection is None:
-            self._selection_item.setVisible(False)
-        else:
-            start, end = self._selection
-            self._selection_item.setRect(
-                QRectF(g.grid_x + start * g.cell_w + 0.5, 0.5, (end - start + 1) * g.cell_w - 1, height - 1)
-            )
-            self._selection_item.setVisible(True)
-        rows = self.visible_rows()
-        cls, seg = self._cursor
-        show = cls in rows and self._editable
-        for item in (self._cursor_outer, self._cursor_inner, self._label_band):
-            item.setVisible(show)
-        if show:
-            x, y, w, h = g.cell(rows.index(cls), seg)
-            if self._active:
-                self._cursor_outer.setPen(QPen(theme.text_colour(dark), 2))
-                self._cursor_inner.setPen(QPen(theme.grid_background(dark), 1))
-            else:
-                self._cursor_outer.setPen(QPen(theme.muted_text(dark), 1, Qt.PenStyle.DashLine))
-                self._cursor_inner.setPen(Qt.PenStyle.NoPen)
-            self._cursor_outer.setRect(QRectF(x + 1, y + 1, w - 2, h - 2))
-            self._cursor_inner.setRect(QRectF(x + 2.5, y + 2.5, w - 5, h - 5))
-            self._label_band.setRect(QRectF(4, y, LABEL_W - 8, h))
-            self._label_band.setVisible(self._active)
-        self._active_bar.setVisible(self._active)
+        self._scene.update_overlays(self._playhead, self._selection, self._cursor, self._editable, self._active)
 
     # ----------------------------------------------------------------- mouse input
     def _hit(self, pos: QPointF) -> Hit | None:
