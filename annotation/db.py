@@ -9,6 +9,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
@@ -42,20 +43,61 @@ def _at_head(engine: Engine, cfg: Config) -> bool:
         return MigrationContext.configure(conn).get_current_revision() == head
 
 
-def open_database(db: str, migrate: bool = True) -> Engine:
-    """Create an engine for `db` and bring its schema to the newest migration."""
-    url = make_url(normalise_url(db))
-    if url.get_backend_name() == "sqlite":
-        if url.database and url.database != ":memory:":
-            Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 10})
-        event.listen(engine, "connect", _sqlite_pragmas)
-    else:
-        engine = create_engine(url, pool_pre_ping=True)
-    if migrate:
-        cfg = alembic_config()
-        if not _at_head(engine, cfg):
-            with engine.begin() as conn:
-                cfg.attributes["connection"] = conn
-                command.upgrade(cfg, "head")
+class DatabaseError(RuntimeError):
+    """The database cannot be opened or used: says which one and why, without a traceback."""
+
+
+def describe(url) -> str:
+    """The URL without its password, for messages."""
+    return url.render_as_string(hide_password=True)
+
+
+def open_database(db: str, migrate: bool = True, create: bool = True) -> Engine:
+    """Create an engine for `db` and bring its schema to the newest migration.
+
+    `create=False` (read-only commands) refuses a SQLite file that does not exist yet,
+    so a typo in --db is an error rather than a new empty database.
+    """
+    try:
+        url = make_url(normalise_url(db))
+    except Exception as exc:  # sqlalchemy.exc.ArgumentError and friends
+        raise DatabaseError(f"bad database URL {db!r}: {exc}") from None
+    try:
+        if url.get_backend_name() == "sqlite":
+            path = url.database
+            if path and path != ":memory:":
+                if not create and not Path(path).exists():
+                    raise DatabaseError(f"no database at {path} (check --db / ${{AVVP_STUDIO_DB}}, or import a dataset first)")
+                if Path(path).is_dir():
+                    raise DatabaseError(f"{path} is a directory, not a SQLite database file")
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            engine = create_engine(url, connect_args={"timeout": 10})
+            event.listen(engine, "connect", _sqlite_pragmas)
+        else:
+            engine = create_engine(url, pool_pre_ping=True)
+        if migrate:
+            _migrate(engine)
+    except DatabaseError:
+        raise
+    except (SQLAlchemyError, OSError, ImportError) as exc:
+        raise DatabaseError(f"cannot open database {describe(url)}: {_reason(exc)}") from None
     return engine
+
+
+def _reason(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None)
+    return str(orig if orig is not None else exc).strip().splitlines()[0]
+
+
+def _migrate(engine: Engine) -> None:
+    cfg = alembic_config()
+    if _at_head(engine, cfg):
+        return
+    try:
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+    except SQLAlchemyError:
+        # Two processes opening a new database at once: the other one migrated it.
+        if not _at_head(engine, cfg):
+            raise

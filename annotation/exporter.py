@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 import tempfile
 from contextlib import contextmanager
@@ -28,6 +29,55 @@ from annotation.taxonomy import parse_label_list
 
 Progress = Callable[[str, int, int], None]
 EXPORT_SOURCES_HELP = "manual|pseudo|truth|prediction:RUN|best"
+MARKER = "export.json"
+CSV_NAMES = ("audio.csv", "visual.csv", "status.csv", *WEAK_FILES.values())
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+class ExportError(ValueError):
+    """The export cannot be done as asked (unknown or absent source, unsafe output folder)."""
+
+
+def available_sources(engine: Engine) -> list[str]:
+    """'best' first, then the sources present in the store (prediction runs included)."""
+    t = LabelTrack.__table__
+    with engine.connect() as conn:
+        present = sorted(conn.execute(select(t.c.source).distinct()).scalars())
+    order = ["manual", "pseudo", "truth"]
+    best = ["best"] if {"manual", "pseudo"} & set(present) else []
+    return best + [s for s in order if s in present] + [s for s in present if s not in order]
+
+
+def check_request(engine: Engine, source: str, split: str) -> None:
+    if split != "all" and split not in SPLITS:
+        raise ExportError(f"unknown split {split!r}; expected one of {SPLITS + ('all',)}")
+    if source == "weak":
+        raise ExportError("weak labels are video-level; they are exported as AVVP_*.csv with every export")
+    if source != "best":
+        try:
+            validate_source(source)
+        except ValueError:
+            raise ExportError(f"unknown label source {source!r}; expected {EXPORT_SOURCES_HELP}") from None
+    available = available_sources(engine)
+    if source not in available:
+        raise ExportError(f"no {source!r} labels in this database; available: {', '.join(available) or 'none'}")
+
+
+def prepare_folder(out: Path) -> None:
+    """Create `out`, or clear an earlier export there; never mix with, or delete, other files."""
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"{out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()):
+        if not (out / MARKER).exists():
+            raise ExportError(f"{out} is not empty and holds no earlier export ({MARKER}); choose an empty folder")
+        for name in CSV_NAMES:
+            (out / name).unlink(missing_ok=True)
+        for sub in PSEUDO_DIRS.values():
+            if (out / sub).is_dir():
+                for npy in (out / sub).glob("*.npy"):
+                    npy.unlink()
+    out.mkdir(parents=True, exist_ok=True)
 
 
 @dataclass
@@ -60,6 +110,7 @@ def write_pseudo_npy(path: Path, grid: np.ndarray) -> None:
 def atomic_path(path: Path) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; exports are shared like any file
     try:
         yield Path(tmp)
         os.replace(tmp, path)
@@ -70,12 +121,6 @@ def atomic_path(path: Path) -> Iterator[Path]:
 
 def select_grids(engine: Engine, source: str, split: str) -> tuple[list, dict[str, dict[int, np.ndarray]]]:
     """Clips of `split` and, per track, {clip_id: grid} of `source` ('best' = manual, else pseudo)."""
-    if source != "best":
-        validate_source(source)
-        if source == "weak":
-            raise ValueError("weak labels are video-level; export them from the weak CSVs, not as segment labels")
-    if split != "all" and split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; expected one of {SPLITS + ('all',)}")
     c, t = Clip.__table__, LabelTrack.__table__
     wanted = ("manual", "pseudo") if source == "best" else (source,)
     with engine.connect() as conn:
@@ -99,7 +144,8 @@ def export_labels(
 ) -> ExportReport:
     note = progress or (lambda stage, done, total: None)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    check_request(engine, source, split)
+    prepare_folder(out)
     clips, grids = select_grids(engine, source, split)
     report = ExportReport(clips=len(clips))
     by_id = {clip.id: clip for clip in clips}
@@ -139,4 +185,8 @@ def export_labels(
                     (rev.annotator or "") if rev is not None else "",
                     when.isoformat(timespec="seconds") if when else "",
                 ))
+    marker = {"source": source, "split": split, "clips": report.clips, "exported": report.exported,
+              "rows": report.rows}
+    with atomic_path(out / MARKER) as tmp:
+        tmp.write_text(json.dumps(marker, indent=2))
     return report

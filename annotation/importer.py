@@ -36,6 +36,8 @@ FEATURE_DIRS = {
     "clap": "CLAP/features",
 }
 VIDEO_DIR = "raw_videos"
+EVALUATED_SPLITS = ("val", "test")
+NPY_MAGIC = b"\x93NUMPY"
 
 
 @dataclass
@@ -104,6 +106,9 @@ def _npy_files(folder: Path) -> dict[str, Path]:
 
 
 def _load_pseudo(path: Path, clip: str) -> np.ndarray:
+    with open(path, "rb") as handle:
+        if handle.read(len(NPY_MAGIC)) != NPY_MAGIC:
+            raise DataFileError(path, "not a .npy file (no NumPy header); expected (10, 25) 0/1 integers", clip=clip)
     try:
         array = np.load(path, allow_pickle=False)
     except (ValueError, OSError) as exc:
@@ -143,11 +148,12 @@ def read_dataset(data_dir: Path, report: ImportReport, progress: Progress | None
         known = set(filenames)
         report.truth_rows[track] = len(rows)
         report.orphan_rows[track] = sum(r.filename not in known for r in rows)
-        # Truth exists for every clip of the splits the dense file covers (val/test in LLP),
-        # all-zero where no row names the clip, exactly as the evaluation code assumes.
+        # Truth exists for every clip of the evaluated splits (val/test) the dense file covers,
+        # all-zero where no row names the clip, exactly as the evaluation code assumes;
+        # a clip of another split gets truth only if a row names it.
         named = {r.filename for r in rows}
-        covered_splits = {c.split for c in clips if c.filename in named}
-        targets = [c.filename for c in clips if c.split in covered_splits]
+        covered_splits = {c.split for c in clips if c.filename in named and c.split in EVALUATED_SPLITS}
+        targets = [c.filename for c in clips if c.split in covered_splits or c.filename in named]
         stacked = dense_grids(rows, targets)
         grids[(track, "truth")] = dict(zip(targets, stacked))
         note(f"{track} truth", len(rows), len(rows))
@@ -186,6 +192,18 @@ def read_dataset(data_dir: Path, report: ImportReport, progress: Progress | None
     return clips, grids, features, videos
 
 
+def _check_id_clashes(clips: list[_ClipIn], existing: dict, data_dir: Path) -> None:
+    """A new clip may not reuse the video id of another stored clip: `<id>.npy` files would collide."""
+    by_id = {row.video_id: name for name, row in existing.items()}
+    for clip in clips:
+        other = by_id.get(clip.video_id)
+        if other is not None and other != clip.filename:
+            raise DataFileError(
+                data_dir / clip.source, f"video id {clip.video_id!r} is already used by stored clip {other}; "
+                "per-clip .npy files are named by id, so ids must be unique", line=clip.line, clip=clip.filename,
+            )
+
+
 def _weak_mask(labels: tuple[int, ...]) -> int:
     return sum(1 << i for i in labels)
 
@@ -201,6 +219,7 @@ def import_llp(engine: Engine, data_dir: str | Path, progress: Progress | None =
     c, t, r, f = Clip.__table__, LabelTrack.__table__, Review.__table__, FeatureSet.__table__
     with engine.begin() as conn:
         existing = {row.filename: row for row in conn.execute(select(c))}
+        _check_id_clashes(clips, existing, data_dir)
         new_rows, changed = [], []
         for clip in clips:
             old = existing.get(clip.filename)

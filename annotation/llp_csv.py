@@ -7,6 +7,7 @@ classes outside the weak label) are data, not errors, and are kept as they are.
 from __future__ import annotations
 
 import csv
+import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
@@ -38,37 +39,37 @@ class DenseRow:
     line: int
 
 
-def _read_table(path: Path, header: Sequence[str]) -> Iterable[tuple[int, list[str]]]:
-    """Yield (line number, fields) after checking the header; line numbers are 1-based."""
+def _read_text(path: Path) -> str:
     try:
-        handle = open(path, newline="", encoding="utf-8")
+        raw = path.read_bytes()
     except OSError as exc:
         raise DataFileError(path, f"cannot open: {exc.strerror}") from None
-    with handle:
-        reader = csv.reader(handle, delimiter="\t")
-        try:
-            first = next(reader)
-        except StopIteration:
-            raise DataFileError(path, f"empty file; expected a header {'<TAB>'.join(header)}") from None
-        except UnicodeDecodeError:
-            raise DataFileError(path, "not UTF-8 text; expected a TAB-separated CSV", line=1) from None
-        if tuple(h.strip() for h in first) != tuple(header):
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise DataFileError(path, f"not UTF-8 text (byte {raw[exc.start]:#04x}); expected a TAB-separated CSV",
+                            line=line) from None
+
+
+def _read_table(path: Path, header: Sequence[str]) -> Iterable[tuple[int, list[str]]]:
+    """Yield (line number, fields) after checking the header; line numbers are 1-based."""
+    reader = csv.reader(io.StringIO(_read_text(path), newline=""), delimiter="\t")
+    try:
+        first = next(reader)
+    except StopIteration:
+        raise DataFileError(path, f"empty file; expected a header {'<TAB>'.join(header)}") from None
+    if tuple(h.strip() for h in first) != tuple(header):
+        raise DataFileError(path, f"header is {first!r}; expected the TAB-separated columns {list(header)}", line=1)
+    for fields in reader:
+        if not fields or fields == [""]:
+            continue
+        if len(fields) != len(header):
             raise DataFileError(
-                path, f"header is {first!r}; expected the TAB-separated columns {list(header)}", line=1
+                path, f"{len(fields)} column(s); expected {len(header)} TAB-separated columns {list(header)}",
+                line=reader.line_num,
             )
-        try:
-            for fields in reader:
-                if not fields or fields == [""]:
-                    continue
-                if len(fields) != len(header):
-                    raise DataFileError(
-                        path,
-                        f"{len(fields)} column(s); expected {len(header)} TAB-separated columns {list(header)}",
-                        line=reader.line_num,
-                    )
-                yield reader.line_num, fields
-        except UnicodeDecodeError:
-            raise DataFileError(path, "not UTF-8 text", line=reader.line_num + 1) from None
+        yield reader.line_num, fields
 
 
 def read_weak_csv(path: str | Path) -> list[WeakRow]:

@@ -213,9 +213,12 @@ class LabelStore:
                     )
                 )
         except IntegrityError:
-            # Another writer inserted the same track between our read and insert.
+            # Another writer inserted the same track between our read and insert, or the clip is gone.
             with self.engine.connect() as conn:
-                raise ConflictError(what, expected_version, self._read_track(conn, clip_id, track, source)) from None
+                current = self._read_track(conn, clip_id, track, source)
+            if not current.exists:
+                self.clip(clip_id)  # raises NotFoundError for a missing clip
+            raise ConflictError(what, expected_version, current) from None
         return TrackState(grid, expected_version + 1, annotator, now)
 
     def delete_track(self, clip_id: int, track: str, source: str, expected_version: int, annotator: str | None) -> None:
@@ -287,7 +290,10 @@ class LabelStore:
                 )
         except IntegrityError:
             with self.engine.connect() as conn:
-                raise ConflictError(what, expected_version, self._read_review(conn, clip_id)) from None
+                current = self._read_review(conn, clip_id)
+            if current.version == 0:
+                self.clip(clip_id)  # raises NotFoundError for a missing clip
+            raise ConflictError(what, expected_version, current) from None
         return ReviewState(status, annotator, now, note, expected_version + 1)
 
     def history(self, clip_id: int) -> list[EditRecord]:

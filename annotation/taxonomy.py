@@ -54,8 +54,10 @@ def parse_label_list(text: str) -> list[int]:
 
     Repeated classes ('Clapping,Clapping' occurs in LLP) collapse to one.
     """
-    names = [part for part in text.split(",") if part != ""]
-    return sorted({class_index(n) for n in names})
+    names = text.split(",")
+    if "" in names and text != "":
+        raise UnknownClassError(f"empty class name in {text!r}; expected comma-separated class names")
+    return sorted({class_index(n) for n in names if n != ""})
 
 
 def format_label_list(indices: Iterable[int]) -> str:

@@ -10,7 +10,11 @@ import argparse
 import importlib
 import sys
 
+from sqlalchemy.exc import SQLAlchemyError
+
+from annotation.db import DatabaseError
 from annotation.errors import DataFileError
+from app.errors import UsageError
 
 COMMAND_MODULES = ("gui", "cmd_import", "cmd_export", "cmd_eval", "cmd_stats", "cmd_demo")
 
@@ -18,17 +22,30 @@ COMMAND_MODULES = ("gui", "cmd_import", "cmd_export", "cmd_eval", "cmd_stats", "
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="avvp-studio",
-        description="AVVP Studio: review, edit, export and evaluate audio-visual video parsing labels.",
+        description="AVVP Studio: review, edit, export and evaluate audio-visual video parsing labels. "
+        "Without a command it opens the window.",
+        epilog="Database: --db URL or file, else $AVVP_STUDIO_DB, else <user data dir>/avvp-studio/studio.sqlite "
+        "($AVVP_STUDIO_HOME moves that folder).",
     )
+    parser.add_argument("--version", action="version", version=f"avvp-studio {_version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(f"app.{name}").register(subparsers)
     return parser
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("avvp-studio")
+    except PackageNotFoundError:
+        return "unknown"
+
+
 def run_cli(argv: list[str]) -> int:
     parser = build_parser()
-    if not argv or argv[0].startswith("--") and argv[0] not in ("--help", "-h"):
+    if not argv or argv[0].startswith("--") and argv[0] not in ("--help", "-h", "--version"):
         argv = ["gui", *argv]  # no command: the desktop program
     args = parser.parse_args(argv)
     if not hasattr(args, "func"):
@@ -36,8 +53,15 @@ def run_cli(argv: list[str]) -> int:
         return 1
     try:
         return int(args.func(args) or 0)
-    except DataFileError as exc:
+    except (DataFileError, DatabaseError, UsageError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except SQLAlchemyError as exc:  # e.g. a database locked by another writer for longer than the timeout
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        print(f"error: database: {reason}; nothing was changed by this command", file=sys.stderr)
+        return 2
+    except OSError as exc:  # an unwritable output folder, a vanished input file
+        print(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -15,7 +15,10 @@ def default_demo_dir() -> Path:
 
 
 def _clip_count(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--clips wants a whole number, got {text!r}") from None
     if value < 3:
         raise argparse.ArgumentTypeError(f"need at least 3 clips (one per split), got {value}")
     return value

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
+from annotation.llp_csv import read_dense_csv, read_weak_csv
 from inference.metrics import evaluate_csv, format_table
 
 
@@ -37,5 +39,19 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     """Print the ten numbers; DataFileError propagates to the CLI, which reports it."""
     scores = evaluate_csv(args.gt_audio, args.gt_visual, args.pred_audio, args.pred_visual, args.videos)
+    _warn_unpredicted(args)
     print(json.dumps(scores) if args.json else format_table(scores))
     return 0
+
+
+def _warn_unpredicted(args: argparse.Namespace) -> None:
+    """Videos no prediction row names score as all-zero predictions: legitimate, but often a wrong file."""
+    videos = {row.filename for row in read_weak_csv(args.videos)}
+    predicted = {row.filename for path in (args.pred_audio, args.pred_visual) for row in read_dense_csv(path)}
+    missing = len(videos - predicted)
+    if missing == len(videos):
+        print(f"warning: no prediction row names any of the {len(videos)} videos of {args.videos}; "
+              "check that the predictions are for this split", file=sys.stderr)
+    elif missing:
+        print(f"note: {missing} of {len(videos)} videos have no prediction row (scored as predicting nothing)",
+              file=sys.stderr)

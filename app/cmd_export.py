@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 
 from annotation.db import open_database
-from annotation.exporter import EXPORT_SOURCES_HELP, export_labels
+from annotation.exporter import EXPORT_SOURCES_HELP, ExportError, export_labels
+from app.errors import UsageError
 from app.progress import StderrProgress
 from app.settings import resolve_database
 
@@ -21,11 +22,11 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    engine = open_database(resolve_database(args.db))
+    engine = open_database(resolve_database(args.db), create=False)
     try:
         report = export_labels(engine, args.out, source=args.source, split=args.split, progress=StderrProgress())
-    except ValueError as exc:
-        raise SystemExit(f"error: {exc}") from None
+    except ExportError as exc:
+        raise UsageError(str(exc)) from None
     for track in ("audio", "visual"):
         print(f"{track}: {report.exported[track]} of {report.clips} clips, {report.rows[track]} event rows"
               + (f" ({report.missing[track]} clips have no {args.source} labels)" if report.missing[track] else ""))

@@ -16,7 +16,7 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser("import", help="import a dataset into the label store")
     kinds = parser.add_subparsers(dest="kind", metavar="KIND", required=True)
     llp = kinds.add_parser("llp", help="an LLP-layout data folder (weak/dense CSVs, pseudo-label .npy, features, videos)")
-    llp.add_argument("data_dir", metavar="DATA_DIR")
+    llp.add_argument("data_dir", metavar="DATA_DIR", help="the LLP data/ folder (AVVP_*.csv, CLIP/, CLAP/, feats/, raw_videos/)")
     llp.add_argument("--db", help="SQLAlchemy URL or SQLite file (default: $AVVP_STUDIO_DB or the per-user database)")
     llp.add_argument("--json", action="store_true", help="print the import report as JSON")
     llp.set_defaults(func=run)
@@ -28,7 +28,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(asdict(report), indent=2))
         return 0
-    print(f"imported {sum(report.clips.values())} clips ({', '.join(f'{k} {v}' for k, v in report.clips.items())}): "
+    total = sum(report.clips.values())
+    print(f"imported {total} clip{'s' if total != 1 else ''} ({', '.join(f'{k} {v}' for k, v in report.clips.items())}): "
           f"{report.clips_added} new, {report.clips_updated} changed; label tracks {report.tracks_added} new, "
           f"{report.tracks_updated} changed")
     for track, n in report.orphan_rows.items():

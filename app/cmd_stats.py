@@ -12,11 +12,11 @@ from app.settings import resolve_database
 def register(subparsers) -> None:
     parser = subparsers.add_parser("stats", help="clips, empty visual pseudo-labels, review progress")
     parser.add_argument("--db", help="SQLAlchemy URL or SQLite file")
-    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    stats = dataset_stats(open_database(resolve_database(args.db)))
+    stats = dataset_stats(open_database(resolve_database(args.db), create=False))
     print(json.dumps(stats, indent=2) if args.json else format_stats(stats))
     return 0

@@ -6,10 +6,10 @@ import time
 
 
 class StderrProgress:
-    def __init__(self, stream=sys.stderr):
-        self.stream = stream
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stderr
         self.started = time.monotonic()
-        self.tty = stream.isatty()
+        self.tty = self.stream.isatty()
 
     def __call__(self, stage: str, done: int, total: int) -> None:
         elapsed = time.monotonic() - self.started

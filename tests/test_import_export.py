@@ -116,6 +116,11 @@ def _bad_cases():
 
     def npy_garbage(d: Path):
         (d / "CLIP/segment_pseudo_labels/ddddddddddd.npy").write_bytes(b"not numpy")
+        return "ddddddddddd.npy", "clip ddddddddddd_0_10", "not a .npy file (no NumPy header)"
+
+    def npy_truncated(d: Path):
+        path = d / "CLIP/segment_pseudo_labels/ddddddddddd.npy"
+        path.write_bytes(path.read_bytes()[:100])
         return "ddddddddddd.npy", "clip ddddddddddd_0_10", "not a readable .npy"
 
     def duplicate_other_labels(d: Path):
@@ -132,7 +137,7 @@ def _bad_cases():
         return "AVVP_val_pd.csv", "line 2", "11-char"
 
     return [weak_unknown_class, dense_missing_column, dense_bad_header, onset_out_of_range, offset_not_integer,
-            npy_wrong_shape, npy_wrong_dtype, npy_not_binary, npy_garbage, duplicate_other_labels,
+            npy_wrong_shape, npy_wrong_dtype, npy_not_binary, npy_garbage, npy_truncated, duplicate_other_labels,
             duplicate_across_splits, bad_filename]
 
 
@@ -252,3 +257,65 @@ def test_export_rejects_bad_source(tmp_path, engine):
         export_labels(engine, tmp_path / "o", source="handmade")
     with pytest.raises(ValueError, match="unknown split"):
         export_labels(engine, tmp_path / "o", split="dev")
+
+
+def test_truth_rows_for_a_train_clip_do_not_invent_truth_for_the_whole_split(tmp_path, engine):
+    data = make_llp_dir(tmp_path / "data")
+    with open(data / "AVVP_eval_audio.csv", "a") as handle:
+        handle.write("aaaaaaaaaaa_0_10\t0\t3\tSpeech\n")
+    import_llp(engine, data)
+    store = LabelStore(engine)
+    assert store.track(store.clip("aaaaaaaaaaa_0_10").id, "audio", "truth").grid[0, :3].sum() == 3
+    assert not store.track(store.clip("b_b-b_b-b_b_5_15").id, "audio", "truth").exists
+    assert dataset_stats(engine)["tracks"]["truth"]["audio"] == 5  # 4 val/test + the named train clip
+
+
+def test_video_id_clash_across_imports_is_refused(tmp_path, engine):
+    import_llp(engine, make_llp_dir(tmp_path / "one"))
+    other = tmp_path / "two"
+    other.mkdir()
+    write_lines(other / "AVVP_train.csv", "filename\tevent_labels", [("aaaaaaaaaaa_50_60", "Dog")])
+    before = dump(engine)
+    with pytest.raises(DataFileError, match="already used by stored clip aaaaaaaaaaa_0_10"):
+        import_llp(engine, other)
+    assert dump(engine) == before
+
+
+def test_non_utf8_line_is_named_exactly(tmp_path, engine):
+    data = make_llp_dir(tmp_path / "data", pseudo=False)
+    lines = ["filename\tevent_labels"] + [f"{i:011d}_0_10\tSpeech" for i in range(900)]
+    raw = ("\n".join(lines) + "\n").encode().replace(b"00000000799_0_10\tSpeech", b"00000000799_0_10\tSp\xe9ech")
+    (data / "AVVP_train.csv").write_bytes(raw)
+    with pytest.raises(DataFileError, match="line 801: not UTF-8"):
+        import_llp(engine, data)
+
+
+def test_export_refuses_absent_sources_and_foreign_folders(tmp_path, engine):
+    from annotation.exporter import ExportError
+
+    import_llp(engine, make_llp_dir(tmp_path / "data"))
+    with pytest.raises(ExportError, match="no 'prediction:nope' labels in this database; available: best, pseudo, truth"):
+        export_labels(engine, tmp_path / "a", source="prediction:nope")
+    assert not (tmp_path / "a").exists()
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "thesis.tex").write_text("keep me")
+    with pytest.raises(ExportError, match="not empty"):
+        export_labels(engine, foreign, source="pseudo")
+    assert (foreign / "thesis.tex").read_text() == "keep me"
+
+
+def test_export_into_an_earlier_export_replaces_it_and_files_are_readable(tmp_path, engine):
+    import os
+    import stat
+
+    import_llp(engine, make_llp_dir(tmp_path / "data"))
+    out = tmp_path / "out"
+    export_labels(engine, out, source="pseudo", split="all")
+    assert len(list((out / "CLIP/segment_pseudo_labels").glob("*.npy"))) == 7
+    export_labels(engine, out, source="pseudo", split="test")
+    assert len(list((out / "CLIP/segment_pseudo_labels").glob("*.npy"))) == 2
+    assert not (out / "AVVP_train.csv").exists()
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE((out / "audio.csv").stat().st_mode) == 0o666 & ~umask

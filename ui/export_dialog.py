@@ -6,21 +6,11 @@ from pathlib import Path
 from PySide6.QtWidgets import (
     QComboBox, QDialog, QDialogButtonBox, QFileDialog, QFormLayout, QHBoxLayout, QLineEdit, QPushButton, QWidget,
 )
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
-from annotation.exporter import ExportReport, export_labels
-from annotation.models import LabelTrack
+from annotation.exporter import ExportReport, available_sources, export_labels
 from ui.progress_dialog import TaskProgressDialog
 from ui.workers import BackgroundTask
-
-
-def available_sources(engine: Engine) -> list[str]:
-    """'best' first, then the sources present in the store (prediction runs included)."""
-    t = LabelTrack.__table__
-    with engine.connect() as conn:
-        present = sorted(conn.execute(select(t.c.source).distinct()).scalars())
-    order = ["manual", "pseudo", "truth"]
-    return ["best"] + [s for s in order if s in present] + [s for s in present if s not in order]
 
 
 class ExportDialog(QDialog):
