@@ -1,6 +1,7 @@
 """Someone else changed what you just edited: show both versions, let the person choose."""
 from __future__ import annotations
 
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from annotation.store import ReviewState, TrackState
@@ -21,6 +22,7 @@ class ConflictDialog(QDialog):
         )
         intro.setWordWrap(True)
         layout = QVBoxLayout(self)
+        layout.setSpacing(12)
         layout.addWidget(intro)
         if conflict.track is None:
             mine_status, mine_note = conflict.mine
@@ -37,13 +39,15 @@ class ConflictDialog(QDialog):
                                 (f"Theirs: version {theirs_state.version} by {theirs_state.updated_by or 'unknown'}",
                                  theirs_grid)):
                 column = QVBoxLayout()
+                column.setAlignment(Qt.AlignmentFlag.AlignTop)
                 column.addWidget(QLabel(f"<b>{title}</b>"))
                 view = TrackTimeline(conflict.track, editable=False)
                 view.set_clip(weak, grid, {})
-                view.setMinimumSize(380, 260)
+                view.setMinimumWidth(380)
                 column.addWidget(view)
                 row.addLayout(column)
             layout.addLayout(row)
+        layout.addStretch(1)
         buttons = QDialogButtonBox()
         self.keep_mine = buttons.addButton("Keep mine", QDialogButtonBox.ButtonRole.AcceptRole)
         self.use_theirs = buttons.addButton("Use theirs", QDialogButtonBox.ButtonRole.RejectRole)
