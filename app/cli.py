@@ -16,7 +16,7 @@ from annotation.db import DatabaseError
 from annotation.errors import DataFileError
 from app.errors import UsageError
 
-COMMAND_MODULES = ("gui", "cmd_import", "cmd_export", "cmd_eval", "cmd_stats", "cmd_demo")
+COMMAND_MODULES = ("gui", "cmd_import", "cmd_export", "cmd_eval", "cmd_stats", "cmd_demo", "cmd_train", "cmd_predict")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -11,7 +11,9 @@ Batch contract shared by every model (B = batch, 10 segments, 25 classes):
     motion (B, 10, 512)     R(2+1)D, only for the "vggish" feature set
     label  (B, 25)          weak (video-level) label, 0/1 float
     pseudo_audio, pseudo_visual (B, 10, 25)  segment pseudo-labels, 0/1 float
+    has_pseudo (B,)         bool: both pseudo-labels exist (segment losses skip the others)
     index  (B,)             row in the LabelSet
+Batches are collated by `collate_items` (keys common to all items of a batch).
 """
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from sqlalchemy import select
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, default_collate
 
 from annotation.errors import DataFileError
 from annotation.exporter import select_grids
@@ -199,6 +201,7 @@ class AVVPDataset(Dataset):
             "visual": torch.from_numpy(self.features.load("visual", lab.video_ids[i])),
             "pseudo_audio": torch.from_numpy(lab.pseudo_audio[a]),
             "pseudo_visual": torch.from_numpy(lab.pseudo_visual[i]),
+            "has_pseudo": torch.tensor(bool(lab.has_pseudo[i] and lab.has_pseudo[a])),
             "index": torch.tensor(i),
         }
         if self.features.spec.motion is not None:
@@ -211,3 +214,9 @@ class AVVPDataset(Dataset):
 
     def __getitem__(self, k: int) -> dict[str, torch.Tensor]:
         return self.item(int(self.indices[k]))
+
+
+def collate_items(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Stack a list of item dicts; only keys every item has (plain and combined clips may differ)."""
+    keys = [k for k in items[0] if all(k in item for item in items[1:])]
+    return {k: default_collate([item[k] for item in items]) for k in keys}

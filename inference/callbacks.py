@@ -1,0 +1,95 @@
+"""Training progress and cancellation: one small interface for the CLI, the GUI and tests.
+
+`inference.train.train` calls every callback in order; a callback whose
+`should_stop()` returns True (or a set `threading.Event` passed to `train`) ends
+the run cleanly between two steps, leaving `last.pt` to resume from. In a
+distributed run only rank 0 calls the callbacks.
+"""
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from typing import IO, Any
+
+
+class TrainCallback:
+    """Base class with no-op hooks; override what you need. Epochs and steps count from 1."""
+
+    def on_train_start(self, info: dict[str, Any]) -> None:
+        """info: model, run_dir, device, epochs, start_epoch, steps_per_epoch, clips per split, parameters."""
+
+    def on_step(self, epoch: int, step: int, steps: int, loss: float, eta_seconds: float) -> None:
+        """After each optimiser step; `loss` is the step's total loss (mean over ranks)."""
+
+    def on_epoch_end(self, epoch: int, metrics: dict[str, Any], is_best: bool) -> None:
+        """metrics: train_loss, parts (loss terms), lr, seconds, val (the ten numbers, or None)."""
+
+    def on_train_end(self, result: Any) -> None:
+        """result: the `TrainResult` (also after a stop)."""
+
+    def should_stop(self) -> bool:
+        return False
+
+
+class StopFlag(TrainCallback):
+    """Cancellation from another thread (the GUI's Cancel button): `stop()` sets the flag."""
+
+    def __init__(self, event: threading.Event | None = None):
+        self.event = event or threading.Event()
+
+    def stop(self) -> None:
+        self.event.set()
+
+    def should_stop(self) -> bool:
+        return self.event.is_set()
+
+
+def format_duration(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+class PrintProgress(TrainCallback):
+    """Progress lines (epoch, step/steps, loss, ETA) on a text stream, at most every `interval` s."""
+
+    def __init__(self, stream: IO[str] | None = None, interval: float = 1.0):
+        self.stream = stream or sys.stderr
+        self.interval = interval
+        self.last = 0.0
+        self.epochs = 0
+
+    def _print(self, line: str) -> None:
+        self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def on_train_start(self, info: dict[str, Any]) -> None:
+        self.epochs = info["epochs"]
+        start = f", resuming after epoch {info['start_epoch'] - 1}" if info["start_epoch"] > 1 else ""
+        self._print(
+            f"train: {info['model']} on {info['device']}, {info['clips']['train']} train / {info['clips']['val']} val "
+            f"/ {info['clips']['test']} test clips, {info['parameters'] / 1e6:.2f} M parameters, "
+            f"{info['epochs']} epoch(s) x {info['steps_per_epoch']} step(s){start}"
+        )
+
+    def on_step(self, epoch: int, step: int, steps: int, loss: float, eta_seconds: float) -> None:
+        now = time.monotonic()
+        if step == steps or now - self.last >= self.interval:
+            self.last = now
+            self._print(f"epoch {epoch}/{self.epochs} step {step}/{steps} loss {loss:.4f} "
+                        f"ETA {format_duration(eta_seconds)}")
+
+    def on_epoch_end(self, epoch: int, metrics: dict[str, Any], is_best: bool) -> None:
+        val = metrics.get("val")
+        score = (f" val segment Type@AV {val['segment']['type']:.2f} Event@AV {val['segment']['event']:.2f}"
+                 if val else " (no val truth)")
+        self._print(f"epoch {epoch}/{self.epochs} done in {metrics['seconds']:.1f}s: train loss "
+                    f"{metrics['train_loss']:.4f}{score}{' *best*' if is_best else ''}")
+
+    def on_train_end(self, result: Any) -> None:
+        if result.stopped:
+            self._print(f"train: stopped after epoch {result.epochs_done}; resume with --resume")
+        else:
+            self._print(f"train: done, best epoch {result.best_epoch}")

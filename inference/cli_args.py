@@ -1,0 +1,57 @@
+"""Arguments of the train and predict commands; argparse only, so the CLI starts without importing torch.
+
+Used by `app.cmd_train`, `app.cmd_predict` and `inference.train_ddp`; the work
+itself is in `inference.commands`.
+"""
+from __future__ import annotations
+
+import argparse
+
+FEATURE_SET_NAMES = ("clip_clap", "vggish")  # = sorted(inference.data.FEATURE_SETS), checked by a test
+SPLITS = ("train", "val", "test", "all")  # = inference.predict.SPLITS
+
+EXAMPLE = """\
+example (the synthetic demo; 600 clips make a demo big enough to learn from, 20 train clips do not):
+  avvp-studio demo --out demo600 --clips 600
+  avvp-studio train --data demo600 --model han --epochs 10 --out runs/han
+  avvp-studio predict --run runs/han --data demo600 --split test --out runs/han/test
+  avvp-studio eval --gt-audio demo600/AVVP_eval_audio.csv --gt-visual demo600/AVVP_eval_visual.csv \\
+      --pred-audio runs/han/test/audio.csv --pred-visual runs/han/test/visual.csv --videos demo600/AVVP_test_pd.csv
+multi-GPU / multi-node: torchrun --nproc_per_node=N -m inference.train_ddp --data DIR --model han --out RUN_DIR
+"""
+
+
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", required=True, metavar="DIR",
+                        help="LLP-layout data folder (features; also the labels unless --db is given)")
+    parser.add_argument("--db", metavar="URL",
+                        help="take the labels from this label store (best labels: manual where edited, else pseudo; "
+                             "out-of-taxonomy reviews respected) instead of the folder's files")
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    add_data_arguments(parser)
+    parser.add_argument("--model", metavar="{han,mug,link}", help="model family (required unless --resume)")
+    parser.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder (config, log, checkpoints, metrics)")
+    parser.add_argument("--feature-set", choices=FEATURE_SET_NAMES, help="default: the model's (han: vggish)")
+    parser.add_argument("--cmrc", type=int, metavar="N", help="add N cross-modal random combination clips (0 = off)")
+    parser.add_argument("--epochs", type=int, metavar="E", help="default: the model's recipe (han: 40)")
+    parser.add_argument("--batch-size", type=int, metavar="B", help="per process; default: the recipe's (han: 16)")
+    parser.add_argument("--lr", type=float, metavar="LR", help="default: the recipe's (han: 3e-4)")
+    parser.add_argument("--weight-decay", type=float, metavar="WD")
+    parser.add_argument("--optimizer", choices=("adam", "adamw"))
+    parser.add_argument("--scheduler", choices=("step", "cosine", "warmup_cosine", "none"),
+                        help="learning-rate schedule, stepped per epoch (han: step, /10 every 10 epochs)")
+    parser.add_argument("--step-size", type=int, metavar="EPOCHS", help="epochs between decays of the step schedule")
+    parser.add_argument("--device", default=None, help="auto (default), cpu, cuda or cuda:N")
+    parser.add_argument("--seed", type=int, metavar="S", help="random seed (default 1)")
+    parser.add_argument("--num-workers", type=int, metavar="N", help="data loading processes (default 0)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR from its last.pt")
+
+
+def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--run", required=True, metavar="RUN_DIR", help="a finished training run")
+    add_data_arguments(parser)
+    parser.add_argument("--split", default="test", choices=SPLITS, help="clips to predict (default: test)")
+    parser.add_argument("--out", required=True, metavar="DIR", help="output folder (npy probabilities, CSVs)")
+    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")

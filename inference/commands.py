@@ -1,0 +1,124 @@
+"""The train and predict commands, shared by `avvp-studio train/predict` and `python -m inference.train_ddp`.
+
+Lives in inference/ (not app/) so the torchrun entry can use it without the app
+layer; the arguments are defined in `inference.cli_args` (no torch import, so
+the CLI starts fast), `app.cmd_train` and `app.cmd_predict` only register them.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import IO
+
+from annotation.db import DatabaseError, open_database
+from annotation.errors import DataFileError
+from inference.callbacks import PrintProgress
+from inference.data import FEATURE_SETS, FeatureStore, LabelSet, labels_from_folder, labels_from_store
+from inference.metrics import format_table
+from inference.models import UnknownModelError, model_names
+from inference.predict import RunError, predict_to_dir
+from inference.train import RunDirError, TrainConfig, train
+
+CACHE_LIMIT = 4000  # clips; smaller datasets keep their features in memory
+
+
+def load_data(data_dir: str | Path, db: str | None, feature_set: str) -> tuple[LabelSet, FeatureStore]:
+    """Labels from the folder or the store; features of `feature_set` from the folder."""
+    if db:
+        labels = labels_from_store(open_database(db, create=False))  # a typo in --db is an error
+    else:
+        labels = labels_from_folder(data_dir)
+    features = FeatureStore(data_dir, FEATURE_SETS[feature_set], cache=len(labels) <= CACHE_LIMIT)
+    return labels, features
+
+
+_OVERRIDES = {"feature_set": "feature_set", "cmrc": "cmrc", "epochs": "epochs", "batch_size": "batch_size",
+              "lr": "lr", "weight_decay": "weight_decay", "optimizer": "optimizer", "scheduler": "scheduler",
+              "step_size": "step_size", "device": "device", "seed": "seed", "num_workers": "num_workers"}
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The recipe of --model with the options given; with --resume, the stored config with them."""
+    given = {field: getattr(args, arg) for arg, field in _OVERRIDES.items() if getattr(args, arg) is not None}
+    stored = Path(args.out) / "config.json"
+    if args.resume and stored.exists():
+        data = json.loads(stored.read_text(encoding="utf-8"))["train"]
+        if args.model is not None and args.model != data["model"]:
+            raise RunDirError(f"{args.out} holds a {data['model']} run, not {args.model}")
+        return TrainConfig.from_dict({**data, **given})
+    if args.model is None:
+        raise RunError(f"--model is required (available models: {', '.join(model_names())})")
+    return TrainConfig.for_model(args.model, **given)
+
+
+def print_scores(title: str, scores: dict | None, stream: IO[str]) -> None:
+    stream.write(f"{title}\n{format_table(scores) if scores else '(no truth for this split)'}\n")
+
+
+class _stop_on_interrupt:
+    """First Ctrl+C: stop cleanly after the current step (last.pt stays resumable); second: abort."""
+
+    def __init__(self, event: threading.Event, err: IO[str] | None):
+        self.event, self.err, self.previous = event, err, None
+
+    def _handler(self, signum, frame) -> None:
+        self.event.set()
+        if self.err is not None:
+            self.err.write("stopping after this step (Ctrl+C again aborts); resume later with --resume\n")
+        signal.signal(signal.SIGINT, self.previous)
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+
+def run_train(args: argparse.Namespace, distributed: bool = False, out: IO[str] | None = None,
+              err: IO[str] | None = None) -> int:
+    """Train as the arguments say; progress on `err`, the val and test tables on `out` (rank 0)."""
+    out, err = out or sys.stdout, err or sys.stderr
+    try:
+        config = config_from_args(args)
+        labels, features = load_data(args.data, args.db, config.feature_set)
+        from inference.distributed import context
+
+        main = context().is_main
+        stop = threading.Event()
+        with _stop_on_interrupt(stop, err if main else None):
+            result = train(config, labels, features, args.out, callbacks=[PrintProgress(err)] if main else [],
+                           stop_event=stop, resume=args.resume, distributed=distributed)
+    except (RunError, UnknownModelError, DataFileError, DatabaseError) as exc:
+        err.write(f"error: {exc}\n")
+        return 2
+    if main and not result.stopped:
+        print_scores(f"val (best epoch {result.best_epoch}, the selected checkpoint)", result.val, out)
+        print_scores("test", result.test, out)
+        out.write(f"run: {Path(args.out).resolve()}\n")
+    return 130 if result.stopped else 0
+
+
+def run_predict(args: argparse.Namespace, out: IO[str] | None = None, err: IO[str] | None = None) -> int:
+    out, err = out or sys.stdout, err or sys.stderr
+    try:
+        stored = json.loads((Path(args.run) / "config.json").read_text(encoding="utf-8"))["train"]
+    except FileNotFoundError:
+        err.write(f"error: {args.run} holds no training run (config.json missing)\n")
+        return 2
+    try:
+        labels, features = load_data(args.data, args.db, stored["feature_set"])
+        summary = predict_to_dir(args.run, labels, features, args.split, args.out, args.device)
+    except (RunError, UnknownModelError, DataFileError, DatabaseError) as exc:
+        err.write(f"error: {exc}\n")
+        return 2
+    err.write(f"predict: {summary['clips']} {args.split} clips -> {Path(args.out).resolve()} "
+              f"({summary['rows']['audio']} audio, {summary['rows']['visual']} visual event rows)\n")
+    print_scores(f"{args.split} (binary predictions: segment >= 0.5 and global >= 0.5)", summary["scores"], out)
+    return 0

@@ -1,0 +1,50 @@
+"""AVVP models (HAN, MUG, LINK) behind one registry and one interface.
+
+The contract every model implements (subclass `AVVPModel`, register with
+`register_model(name, ConfigDataclass, recipe={...})`):
+
+Construction
+    `Model(config)` where `config` is the model's dataclass (deriving from
+    `ModelConfig`, so `to_dict()`/`from_dict()` round-trip it through JSON and
+    checkpoints). It must have a `feature_set` field ("vggish" or "clip_clap",
+    see `inference.data.FEATURE_SETS`); the trainer sets it.
+
+`forward(batch: dict) -> dict`
+    `batch` is the dict of tensors of `inference.data.AVVPDataset` (B clips):
+    audio (B, 10, Da), visual (B, Tv, Dv), motion (B, 10, 512) for "vggish" only,
+    label (B, 25), pseudo_audio / pseudo_visual (B, 10, 25), has_pseudo (B,),
+    index (B,). A model must not need `label` or the pseudo-labels in forward
+    unless it documents so (PLSIM does: it reads the pseudo-labels; prediction
+    then feeds the same keys). Returns at least:
+        global          (B, 25)      video-level probabilities
+        audio, visual   (B, 25)      modality video-level probabilities
+        segment_audio   (B, 10, 25)  segment (frame-level) probabilities
+        segment_visual  (B, 10, 25)
+    all in [0, 1], plus whatever its loss needs (HAN: logits_audio/logits_visual
+    (B, 10, 25), feat_audio/feat_visual (B, 10, hidden)). Prediction binarises
+    with the published rule: segment prob >= 0.5 AND global prob >= 0.5.
+
+`loss(outputs, batch) -> (total, parts)`
+    `total` a scalar tensor to backpropagate, `parts` a dict of floats for the
+    log (e.g. {"video": .., "segment_audio": .., "segment_visual": ..}).
+    `inference.models.base.pseudo_label_loss` is the shared VALOR/LINK term.
+
+Reusable pieces: `inference.models.han.HybridAttentionEncoder` and
+`MMILPooling` (the HAN tail), `inference.models.base.check_outputs` (tests).
+"""
+from inference.models.base import OUTPUT_KEYS, AVVPModel, check_outputs, pseudo_label_loss
+from inference.models.registry import (
+    ModelConfig,
+    UnknownModelError,
+    create_model,
+    get_entry,
+    model_config,
+    model_names,
+    model_recipe,
+    register_model,
+)
+
+__all__ = [
+    "OUTPUT_KEYS", "AVVPModel", "check_outputs", "pseudo_label_loss", "ModelConfig", "UnknownModelError",
+    "create_model", "get_entry", "model_config", "model_names", "model_recipe", "register_model",
+]

@@ -1,0 +1,109 @@
+"""Pieces MUG and LINK share: temporal-spatial attention (TSA), the video-level pseudo-label term,
+the HAN config of their HAN projections/tail, and PLSIM's pseudo-label input.
+
+TSA (LINK Sec. II-B Eqs. 1-3, MUG Sec. 3.3 Eqs. 1-3) is CBAM (Woo et al.) turned
+to a (segments x channels) feature map:
+
+- temporal attention W (one weight per segment, Eq. 1): average and max over the
+  channels of each segment give two T-vectors, a SHARED map turns each into T
+  scores, W = sigmoid(map(avg) + map(max)). LINK's map is an MLP over the
+  segment axis (CBAM's channel MLP with segments as channels). MUG says its TSA
+  is "implemented using Mamba"; there the shared map is a small Mamba scanning
+  the ten segment descriptors in time order (`temporal="mamba"`).
+- spatial attention S (one weight per channel, Eq. 2): average and max over the
+  segments of W*f, stacked as two rows and reduced to one by CBAM's convolution
+  (kernel 7 along the channel axis), then a sigmoid. The papers' Eq. 2 writes only
+  the concatenation; some reduction from 2 rows to 1 is needed and CBAM's is used.
+- output (Eq. 3, whose second factor has an f^a typo for f^m): S(W*f) * (W*f).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from annotation.taxonomy import NUM_CLASSES, NUM_SEGMENTS
+from inference.models.base import video_bce
+from inference.models.han import HANConfig
+from inference.models.mamba import Mamba
+
+
+class _SegmentMamba(nn.Module):
+    """Scores for a (B, T) descriptor sequence: lift to `hidden`, one Mamba block, project to one."""
+
+    def __init__(self, hidden: int, d_state: int):
+        super().__init__()
+        self.lift = nn.Linear(1, hidden)
+        self.mamba = Mamba(hidden, d_state=d_state, d_conv=4, expand=2)
+        self.out = nn.Linear(hidden, 1)
+
+    def forward(self, desc: torch.Tensor) -> torch.Tensor:
+        return self.out(self.mamba(self.lift(desc.unsqueeze(-1)))).squeeze(-1)
+
+
+class TemporalSpatialAttention(nn.Module):
+    """TSA on (B, T, D) segment features of one modality (see module doc)."""
+
+    def __init__(self, segments: int = NUM_SEGMENTS, temporal: str = "mlp", reduction: int = 2, kernel: int = 7,
+                 mamba_hidden: int = 16, mamba_state: int = 8):
+        super().__init__()
+        self.segments = segments
+        if temporal == "mlp":
+            hidden = max(segments // reduction, 1)
+            self.temporal = nn.Sequential(nn.Linear(segments, hidden), nn.ReLU(), nn.Linear(hidden, segments))
+        elif temporal == "mamba":
+            self.temporal = _SegmentMamba(mamba_hidden, mamba_state)
+        else:
+            raise ValueError(f"temporal attention must be 'mlp' or 'mamba', not {temporal!r}")
+        self.spatial = nn.Conv1d(2, 1, kernel, padding=kernel // 2)
+
+    def weights(self, f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(W (B, T, 1), S (B, 1, D)) for features f (B, T, D)."""
+        if f.shape[1] != self.segments:
+            raise ValueError(f"TSA expects {self.segments} segments, got {f.shape[1]}")
+        w = torch.sigmoid(self.temporal(f.mean(dim=2)) + self.temporal(f.amax(dim=2))).unsqueeze(-1)
+        fw = f * w
+        s = torch.sigmoid(self.spatial(torch.stack([fw.mean(dim=1), fw.amax(dim=1)], dim=1)))
+        return w, s
+
+    def forward(self, f: torch.Tensor) -> torch.Tensor:
+        w, s = self.weights(f)
+        return f * w * s
+
+
+def video_pseudo_label_loss(outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """L_label of LINK Eqs. 9-10: BCE of the modality video-level probabilities against Y^m.
+
+    Y^m, the video-level pseudo-label of track m, holds every class that occurs in
+    some segment of its segment pseudo-label (LINK: "the event will be included in
+    the video-level pseudo-labels as long as the event occurs in the temporal
+    segments"). Eq. 10 writes BCE(Y, y); a BCE between two fixed labels has no
+    gradient, so it is read as the model's audio/visual video-level outputs against
+    Y^a/Y^v (VALOR's modality-wise video loss). Clips without pseudo-labels
+    (`has_pseudo` False) are left out.
+    """
+    mask = batch.get("has_pseudo")
+    terms = []
+    for track in ("audio", "visual"):
+        prob, target = outputs[track], batch[f"pseudo_{track}"].amax(dim=1)
+        if mask is None or bool(mask.all()):
+            terms.append(video_bce(prob, target))
+        else:
+            per_clip = F.binary_cross_entropy(prob.clamp(1e-7, 1 - 1e-7), target, reduction="none").mean(dim=1)
+            keep = mask.to(per_clip.dtype)
+            terms.append((per_clip * keep).sum() / keep.sum().clamp(min=1.0))
+    return terms[0] + terms[1]
+
+
+def han_config(config) -> HANConfig:
+    """The HANConfig of a MUG/LINK config (same field names): their projections and HAN tail."""
+    return HANConfig(feature_set=config.feature_set, hidden=config.hidden, nhead=config.nhead,
+                     dim_feedforward=config.dim_feedforward, dropout=config.dropout, num_layers=config.num_layers)
+
+
+def pseudo_or_zeros(batch: dict[str, torch.Tensor], like: torch.Tensor, track: str) -> torch.Tensor:
+    """The batch's segment pseudo-label of `track` for PLSIM, or zeros (PLSIM then changes nothing)."""
+    pseudo = batch.get(f"pseudo_{track}")
+    if pseudo is None:
+        return like.new_zeros(like.shape[0], like.shape[1], NUM_CLASSES)
+    return pseudo.to(like.dtype)

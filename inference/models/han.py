@@ -1,0 +1,167 @@
+"""HAN: the hybrid attention network with attentive MMIL pooling (Tian et al., ECCV 2020).
+
+"Unified Multisensory Perception: Weakly-Supervised Audio-Visual Video Parsing";
+the layer sizes and the order of operations follow the public code
+(AVVP-ECCV20, nets/net_audiovisual.py, MMIL_Net):
+
+- audio: fc_a (128 -> 512) on the ten VGGish segments;
+- visual: fc_v (2048 -> 512) on the 80 ResNet-152 frames, THEN 8:1 average pooling
+  to ten segments, concatenated with fc_st (R(2+1)D 512 -> 512) and fused by
+  fc_fusion (1024 -> 512);
+- one hybrid attention layer (self-attention + cross-modal attention, post-norm,
+  d_model 512, one head, feed-forward 512, dropout 0.1) applied to BOTH tracks
+  with the same weights;
+- attentive MMIL pooling: fc_prob (sigmoid segment probabilities), fc_frame_att
+  (softmax over time), fc_av_att (softmax over the two modalities) give the
+  global, audio and visual video-level probabilities.
+
+The "clip_clap" feature set projects CLAP (512) and CLIP (768) to 512 per
+segment (no pooling, no motion stream, no fusion layer). `HybridAttentionEncoder`
+and `MMILPooling` are the "HAN tail" that MUG and LINK reuse.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from annotation.taxonomy import NUM_CLASSES, NUM_SEGMENTS
+from inference.data import FEATURE_SETS
+from inference.models.base import AVVPModel, pseudo_label_loss
+from inference.models.registry import ModelConfig, register_model
+
+
+class HybridAttentionLayer(nn.Module):
+    """One HAN layer for one track: x + cross_attn(x, other) + self_attn(x), norm, FFN, norm."""
+
+    def __init__(self, d_model: int = 512, nhead: int = 1, dim_feedforward: int = 512, dropout: float = 0.1):
+        super().__init__()
+        self.self_attn = nn.MultiheadAttention(d_model, nhead, dropout=dropout, batch_first=True)
+        self.cm_attn = nn.MultiheadAttention(d_model, nhead, dropout=dropout, batch_first=True)
+        self.linear1 = nn.Linear(d_model, dim_feedforward)
+        self.linear2 = nn.Linear(dim_feedforward, d_model)
+        self.norm1 = nn.LayerNorm(d_model)
+        self.norm2 = nn.LayerNorm(d_model)
+        self.dropout = nn.Dropout(dropout)
+        self.dropout11 = nn.Dropout(dropout)
+        self.dropout12 = nn.Dropout(dropout)
+        self.dropout2 = nn.Dropout(dropout)
+
+    def forward(self, query: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+        """query, other: (B, T, d_model) -> (B, T, d_model)."""
+        cross = self.cm_attn(query, other, other, need_weights=False)[0]
+        own = self.self_attn(query, query, query, need_weights=False)[0]
+        x = self.norm1(query + self.dropout11(cross) + self.dropout12(own))
+        x = x + self.dropout2(self.linear2(self.dropout(F.relu(self.linear1(x)))))
+        return self.norm2(x)
+
+
+class HybridAttentionEncoder(nn.Module):
+    """HAN layers whose weights are shared by the audio and the visual track."""
+
+    def __init__(self, layer: HybridAttentionLayer, num_layers: int = 1):
+        super().__init__()
+        self.layers = nn.ModuleList([copy.deepcopy(layer) for _ in range(num_layers)])
+
+    def forward(self, audio: torch.Tensor, visual: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        for layer in self.layers:  # both tracks read the inputs of the layer (as the public code)
+            audio, visual = layer(audio, visual), layer(visual, audio)
+        return audio, visual
+
+
+class MMILPooling(nn.Module):
+    """Attentive multimodal multiple-instance pooling: segment features -> the output contract."""
+
+    def __init__(self, hidden: int = 512, num_classes: int = NUM_CLASSES):
+        super().__init__()
+        self.fc_prob = nn.Linear(hidden, num_classes)
+        self.fc_frame_att = nn.Linear(hidden, num_classes)
+        self.fc_av_att = nn.Linear(hidden, num_classes)
+
+    def forward(self, audio: torch.Tensor, visual: torch.Tensor) -> dict[str, torch.Tensor]:
+        """audio, visual: (B, T, hidden) -> global/audio/visual (B, C), segment_* and logits_* (B, T, C)."""
+        x = torch.stack([audio, visual], dim=2)  # (B, T, 2, hidden)
+        logits = self.fc_prob(x)  # (B, T, 2, C)
+        prob = torch.sigmoid(logits)
+        frame_att = torch.softmax(self.fc_frame_att(x), dim=1)  # over time
+        av_att = torch.softmax(self.fc_av_att(x), dim=2)  # over the two modalities
+        temporal = frame_att * prob
+        return {
+            "global": (temporal * av_att).sum(dim=2).sum(dim=1),
+            "audio": temporal[:, :, 0].sum(dim=1),
+            "visual": temporal[:, :, 1].sum(dim=1),
+            "segment_audio": prob[:, :, 0],
+            "segment_visual": prob[:, :, 1],
+            "logits_audio": logits[:, :, 0],
+            "logits_visual": logits[:, :, 1],
+        }
+
+
+@dataclass
+class HANConfig(ModelConfig):
+    feature_set: str = "vggish"
+    hidden: int = 512
+    nhead: int = 1
+    dim_feedforward: int = 512
+    dropout: float = 0.1
+    num_layers: int = 1
+    video_loss_weight: float = 1.0
+    segment_loss_weight: float = 1.0
+
+
+# The public HAN recipe (main_avvp.py): Adam, lr 3e-4, StepLR(10, 0.1), batch 16, 40 epochs.
+HAN_RECIPE = {"optimizer": "adam", "lr": 3e-4, "weight_decay": 0.0, "scheduler": "step", "step_size": 10,
+              "gamma": 0.1, "batch_size": 16, "epochs": 40}
+
+
+@register_model("han", HANConfig, recipe=HAN_RECIPE)
+class HAN(AVVPModel):
+    """HAN on either feature set; outputs follow the `inference.models` contract.
+
+    Extras: `logits_audio`/`logits_visual` (B, 10, 25) pre-sigmoid segment scores and
+    `feat_audio`/`feat_visual` (B, 10, hidden) features after the hybrid attention.
+    """
+
+    def __init__(self, config: HANConfig):
+        super().__init__(config)
+        if config.feature_set not in FEATURE_SETS:
+            raise ValueError(f"unknown feature set {config.feature_set!r}; expected one of {sorted(FEATURE_SETS)}")
+        spec = FEATURE_SETS[config.feature_set]
+        (_, (_, audio_dim)), (_, (frames, visual_dim)) = spec.audio, spec.visual
+        if frames % NUM_SEGMENTS:
+            raise ValueError(f"{frames} visual frames do not pool evenly into {NUM_SEGMENTS} segments")
+        self.pool = frames // NUM_SEGMENTS
+        h = config.hidden
+        self.fc_a = nn.Linear(audio_dim, h)
+        self.fc_v = nn.Linear(visual_dim, h)
+        self.has_motion = spec.motion is not None
+        if self.has_motion:
+            self.fc_st = nn.Linear(spec.motion[1][1], h)
+            self.fc_fusion = nn.Linear(2 * h, h)
+        layer = HybridAttentionLayer(h, config.nhead, config.dim_feedforward, config.dropout)
+        self.hat_encoder = HybridAttentionEncoder(layer, config.num_layers)
+        self.head = MMILPooling(h)
+
+    def embed(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Projected (audio, visual) segment features, (B, 10, hidden) each."""
+        audio = self.fc_a(batch["audio"])
+        visual = self.fc_v(batch["visual"])  # project first, then pool 8:1 (public code order)
+        if self.pool > 1:
+            b, t, h = visual.shape
+            visual = visual.view(b, t // self.pool, self.pool, h).mean(dim=2)
+        if self.has_motion:
+            visual = self.fc_fusion(torch.cat([visual, self.fc_st(batch["motion"])], dim=-1))
+        return audio, visual
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        audio, visual = self.hat_encoder(*self.embed(batch))
+        out = self.head(audio, visual)
+        out["feat_audio"], out["feat_visual"] = audio, visual
+        return out
+
+    def loss(self, outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]):
+        """VALOR's segment pseudo-label loss (see `inference.models.base.pseudo_label_loss`)."""
+        return pseudo_label_loss(outputs, batch, self.config.video_loss_weight, self.config.segment_loss_weight)

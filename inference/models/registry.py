@@ -1,0 +1,148 @@
+"""Model registry: a name -> (module class, config dataclass, training recipe).
+
+Why: training, prediction, checkpoints and the CLI refer to models by name and
+rebuild them from a plain config dict (checkpoints never pickle objects), so
+every model family registers itself once here:
+
+    @dataclass
+    class HANConfig(ModelConfig):
+        feature_set: str = "vggish"
+        hidden: int = 512
+
+    @register_model("han", HANConfig, recipe={"optimizer": "adam", "lr": 3e-4})
+    class HAN(AVVPModel):
+        def __init__(self, config: HANConfig): ...
+
+`create_model("han", hidden=256)` then builds one. The built-in families live in
+`BUILTIN_MODULES` and are imported on first use; a family whose module is not
+there (yet) is simply absent from `model_names()`, and one whose module fails to
+import is reported, with the reason, when it is asked for.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, Callable, TypeVar
+
+from torch import nn
+
+BUILTIN_MODULES: dict[str, str] = {
+    "han": "inference.models.han",
+    "mug": "inference.models.mug",
+    "link": "inference.models.link",
+}
+
+
+class UnknownModelError(ValueError):
+    """A model name that is not registered; the message lists the available ones."""
+
+
+class ModelConfig:
+    """Mixin for model config dataclasses: plain-dict round trip for config.json and checkpoints."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> "ModelConfig":
+        data = dict(data or {})
+        known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"{cls.__name__} has no option(s) {unknown}; known: {sorted(known)}")
+        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+            if f.name in data and isinstance(data[f.name], list) and _is_tuple_field(f):
+                data[f.name] = tuple(data[f.name])  # JSON turns tuples into lists
+        return cls(**data)
+
+
+def _is_tuple_field(f: dataclasses.Field) -> bool:
+    return "tuple" in str(f.type)
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    model_cls: type
+    config_cls: type
+    recipe: dict[str, Any] = field(default_factory=dict)  # TrainConfig fields from the paper
+
+
+_REGISTRY: dict[str, ModelEntry] = {}
+_IMPORT_ERRORS: dict[str, str] = {}
+_loaded = False
+
+M = TypeVar("M", bound=type)
+
+
+def register_model(name: str, config_cls: type, recipe: dict[str, Any] | None = None) -> Callable[[M], M]:
+    """Class decorator: register `model_cls(config)` under `name`.
+
+    `recipe` holds the paper's training settings as TrainConfig field names
+    (optimizer, lr, weight_decay, scheduler, epochs, batch_size, ...); the trainer
+    starts from them and the user's options override them.
+    """
+    if not (dataclasses.is_dataclass(config_cls) and issubclass(config_cls, ModelConfig)):
+        raise TypeError(f"config of model {name!r} must be a dataclass deriving from ModelConfig")
+
+    def decorate(model_cls: M) -> M:
+        old = _REGISTRY.get(name)
+        if old is not None and old.model_cls.__qualname__ != model_cls.__qualname__:
+            raise ValueError(f"model name {name!r} is already registered by {old.model_cls.__qualname__}")
+        _REGISTRY[name] = ModelEntry(name, model_cls, config_cls, dict(recipe or {}))
+        model_cls.model_name = name
+        return model_cls
+
+    return decorate
+
+
+def _load_builtin() -> None:
+    """Import the built-in families once; remember why one could not be imported."""
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    for name, module in BUILTIN_MODULES.items():
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                _IMPORT_ERRORS[name] = f"{module} failed to import: {exc}"
+        except Exception as exc:  # noqa: BLE001 - reported when the model is asked for
+            _IMPORT_ERRORS[name] = f"{module} failed to import: {type(exc).__name__}: {exc}"
+
+
+def model_names() -> list[str]:
+    _load_builtin()
+    return sorted(_REGISTRY)
+
+
+def get_entry(name: str) -> ModelEntry:
+    _load_builtin()
+    if name not in _REGISTRY and name in BUILTIN_MODULES and name not in _IMPORT_ERRORS:
+        try:  # a family whose module landed after the first look
+            importlib.import_module(BUILTIN_MODULES[name])
+        except ModuleNotFoundError:
+            pass
+    entry = _REGISTRY.get(name)
+    if entry is None:
+        available = ", ".join(sorted(_REGISTRY)) or "none"
+        reason = f" ({_IMPORT_ERRORS[name]})" if name in _IMPORT_ERRORS else ""
+        raise UnknownModelError(f"unknown model {name!r}{reason}; available models: {available}")
+    return entry
+
+
+def model_config(name: str, **config: Any) -> ModelConfig:
+    """The config dataclass of model `name` from keyword options (unknown options are an error)."""
+    return get_entry(name).config_cls.from_dict(config)
+
+
+def create_model(name: str, **config: Any) -> nn.Module:
+    """Build model `name` from keyword config options."""
+    entry = get_entry(name)
+    return entry.model_cls(entry.config_cls.from_dict(config))
+
+
+def model_recipe(name: str) -> dict[str, Any]:
+    return dict(get_entry(name).recipe)

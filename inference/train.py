@@ -1,0 +1,433 @@
+"""Training: train split -> best checkpoint on val segment Type@AV -> exact AVVP numbers on test.
+
+`train(config, labels, features, run_dir)` writes into RUN_DIR:
+    config.json    the TrainConfig (model config included) and what data it saw
+    train.log      one text line per event (epochs, losses, val scores, resume, stop)
+    checkpoint.pt  the best model: {"model", "model_config", "feature_set", "state_dict", "epoch", "val"}
+    last.pt        everything to resume: model, optimizer, scheduler, epoch, best score, history, RNG
+    metrics.json   {"val": ten numbers of the best epoch, "test": ten numbers, "best_epoch": n, ...}
+Checkpoints hold only tensors, numbers, strings, lists and dicts and are read
+with `torch.load(..., weights_only=True)`: loading never unpickles objects.
+"""
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import ConcatDataset, DataLoader, Dataset
+from torch.utils.data.distributed import DistributedSampler
+
+from inference import distributed as ddp
+from inference.callbacks import TrainCallback
+from inference.data import AVVPDataset, FeatureStore, LabelSet, collate_items
+from inference.models import create_model, model_recipe
+from inference.predict import RunError, infer, load_checkpoint, resolve_device, score, to_device
+
+FORMAT = 1
+SELECTION = ("segment", "type")  # the paper's model selection: val segment-level Type@AV
+# options that may differ when resuming; any other difference is refused
+RESUMABLE_CHANGES = {"epochs", "device", "num_workers", "eval_batch_size"}
+
+
+class RunDirError(RunError):
+    """The run folder cannot be used as asked (holds another run, or nothing to resume)."""
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run depends on; the model's paper recipe fills what the user leaves out."""
+
+    model: str = "han"
+    model_config: dict[str, Any] = field(default_factory=dict)
+    feature_set: str = "vggish"
+    epochs: int = 40
+    batch_size: int = 16  # per process in distributed runs
+    lr: float = 3e-4
+    weight_decay: float = 0.0
+    optimizer: str = "adam"  # adam | adamw
+    betas: tuple[float, float] = (0.9, 0.999)
+    scheduler: str = "step"  # step | cosine | warmup_cosine | none (stepped once per epoch)
+    step_size: int = 10
+    gamma: float = 0.1
+    warmup_epochs: int = 0
+    lr_min: float = 0.0
+    grad_clip: float = 0.0  # max gradient norm, 0 = off
+    seed: int = 1
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    num_workers: int = 0
+    cmrc: int = 0  # cross-modal random combination clips added to the train split (0 = off)
+    eval_batch_size: int = 64
+
+    @classmethod
+    def for_model(cls, model: str, **overrides: Any) -> "TrainConfig":
+        """Defaults, then the registered model's recipe, then `overrides` (None values ignored)."""
+        values = {**model_recipe(model), **{k: v for k, v in overrides.items() if v is not None}, "model": model}
+        return cls.from_dict(values)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["betas"] = list(self.betas)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise RunError(f"unknown training option(s) {unknown}; known: {sorted(known)}")
+        values = dict(data)
+        if "betas" in values:
+            values["betas"] = tuple(float(b) for b in values["betas"])
+        config = cls(**values)
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        if self.optimizer not in ("adam", "adamw"):
+            raise RunError(f"optimizer {self.optimizer!r}; expected adam or adamw")
+        if self.scheduler not in ("step", "cosine", "warmup_cosine", "none"):
+            raise RunError(f"scheduler {self.scheduler!r}; expected step, cosine, warmup_cosine or none")
+        for name in ("epochs", "batch_size", "eval_batch_size"):
+            if getattr(self, name) < 1:
+                raise RunError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise RunError(f"lr must be positive, got {self.lr}")
+        if self.cmrc < 0 or self.num_workers < 0:
+            raise RunError("cmrc and num_workers must be >= 0")
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    best_epoch: int
+    val: dict | None  # ten numbers of the best epoch on val (None without val truth)
+    test: dict | None  # ten numbers of the best checkpoint on test (None if stopped or no truth)
+    epochs_done: int
+    stopped: bool
+    history: list[dict] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------- the run
+
+class _Log:
+    def __init__(self, path: Path | None):
+        self.path = path
+
+    def __call__(self, message: str) -> None:
+        if self.path is not None:
+            with open(self.path, "a", encoding="utf-8") as handle:
+                handle.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_suffix(path.suffix + ".part")
+    tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+def _save(obj: dict, path: Path) -> None:
+    tmp = path.with_suffix(path.suffix + ".part")
+    torch.save(obj, tmp)
+    tmp.replace(path)
+
+
+def _optimizer(config: TrainConfig, params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
+    cls = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
+    return cls(params, lr=config.lr, weight_decay=config.weight_decay, betas=config.betas)
+
+
+def _scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer):
+    if config.scheduler == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.step_size, gamma=config.gamma)
+    if config.scheduler == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs, eta_min=config.lr_min)
+    if config.scheduler == "warmup_cosine":  # VALOR: linear warm-up, then cosine to lr_min (epoch e from 1)
+        warm, total, floor = config.warmup_epochs, config.epochs, config.lr_min / config.lr
+
+        def factor(k: int) -> float:
+            e = k + 1
+            if e < warm:
+                return e / warm
+            span = max(total - warm, 1)
+            return floor + 0.5 * (1 - floor) * (1 + math.cos(min(e - warm, span) / span * math.pi))
+
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda k: 1.0)
+
+
+def _rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _train_dataset(config: TrainConfig, labels: LabelSet, features: FeatureStore) -> Dataset:
+    indices = labels.indices("train")
+    if len(indices) == 0:
+        raise RunError("the data has no train clips")
+    dataset: Dataset = AVVPDataset(labels, features, indices)
+    if config.cmrc > 0:
+        from inference import cmrc  # only needed with --cmrc
+
+        try:
+            combined = cmrc.build_cmrc_dataset(dataset, config.cmrc, config.seed)
+        except cmrc.NoEligibleLabelSetError as exc:
+            raise RunError(f"--cmrc {config.cmrc}: {exc}") from None
+        dataset = ConcatDataset([dataset, combined])
+    return dataset
+
+
+def _check_resumable(stored: dict[str, Any], config: TrainConfig) -> None:
+    current = config.to_dict()
+    changed = sorted(k for k in current if k not in RESUMABLE_CHANGES and stored.get(k) != current[k])
+    if changed:
+        raise RunDirError(f"cannot resume with different {', '.join(changed)} (stored: "
+                          f"{ {k: stored.get(k) for k in changed} }); use a new run folder")
+
+
+class _Run:
+    """One call of `train`: the objects of the run and the steps of the loop."""
+
+    def __init__(self, config: TrainConfig, labels: LabelSet, features: FeatureStore, run_dir: Path,
+                 callbacks: Sequence[TrainCallback], stop_event: threading.Event | None, distributed: bool):
+        self.config, self.labels, self.features, self.run_dir = config, labels, features, run_dir
+        self.callbacks, self.stop_event, self.distributed = list(callbacks), stop_event, distributed
+        self.ctx = ddp.context()
+        self.main = self.ctx.is_main
+        self.device = resolve_device(config.device, self.ctx.local_rank)
+        self.last_path, self.best_path = run_dir / "last.pt", run_dir / "checkpoint.pt"
+        self.log = _Log(run_dir / "train.log" if self.main else None)
+
+        torch.manual_seed(config.seed)
+        self.core = create_model(config.model, **{**config.model_config, "feature_set": config.feature_set})
+        self.core.to(self.device)
+        config.model_config = self.core.config.to_dict()  # the full model config goes into every file
+        self.model = self.core
+        if distributed:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.model = torch.nn.parallel.DistributedDataParallel(self.core, device_ids=ids)
+        self.train_set = _train_dataset(config, labels, features)
+        self.sampler = DistributedSampler(self.train_set, num_replicas=self.ctx.world_size, rank=self.ctx.rank,
+                                          shuffle=True, seed=config.seed)
+        self.loader = DataLoader(self.train_set, batch_size=config.batch_size, sampler=self.sampler,
+                                 num_workers=config.num_workers, collate_fn=collate_items,
+                                 pin_memory=self.device.type == "cuda", persistent_workers=config.num_workers > 0)
+        self.val_idx, self.test_idx = labels.indices("val"), labels.indices("test")
+        self.optimizer = _optimizer(config, self.core.parameters())
+        self.scheduler = _scheduler(config, self.optimizer)
+        self.start_epoch, self.best_score, self.best_epoch, self.history = 1, -math.inf, 0, []
+
+    # ------------------------------------------------------------ state
+
+    def restore(self) -> bool:
+        """Load last.pt if there is one; True when the run continues from it."""
+        if not self.last_path.exists():
+            return False
+        state = load_checkpoint(self.last_path)
+        _check_resumable(state["train_config"], self.config)
+        self.core.load_state_dict(state["state_dict"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.start_epoch, self.best_epoch = state["epoch"] + 1, state["best_epoch"]
+        self.history = list(state["history"])
+        self.best_score = -math.inf if state["best_score"] is None else state["best_score"]
+        _set_rng_state(state["rng"])
+        self.log(f"resumed from last.pt after epoch {state['epoch']}")
+        return True
+
+    def save_last(self, epoch: int) -> None:
+        _save({"format": FORMAT, "model": self.config.model, "model_config": self.config.model_config,
+               "train_config": self.config.to_dict(), "state_dict": self.core.state_dict(),
+               "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+               "epoch": epoch, "best_score": None if self.best_score == -math.inf else self.best_score,
+               "best_epoch": self.best_epoch, "history": self.history, "rng": _rng_state()}, self.last_path)
+
+    def save_best(self, epoch: int, val: dict | None) -> None:
+        _save({"format": FORMAT, "model": self.config.model, "model_config": self.config.model_config,
+               "feature_set": self.config.feature_set, "state_dict": self.core.state_dict(), "epoch": epoch,
+               "val": val}, self.best_path)
+
+    # ------------------------------------------------------------ loop pieces
+
+    def stop_requested(self) -> bool:
+        """Any rank's stop event or rank 0's callbacks; every rank gets the same answer."""
+        flag = (self.stop_event is not None and self.stop_event.is_set()) or (
+            self.main and any(cb.should_stop() for cb in self.callbacks))
+        if self.distributed:
+            flag = bool(ddp.sum_across(torch.tensor([float(flag)], device=self.device)).item() > 0)
+        return flag
+
+    def train_epoch(self, epoch: int, clock: dict[str, float]) -> tuple[dict[str, float], bool]:
+        """One pass over the train split; (mean loss terms, stopped)."""
+        self.sampler.set_epoch(epoch)
+        self.model.train()
+        steps, sums, seen = len(self.loader), {}, 0
+        began = time.monotonic()
+        for step, batch in enumerate(self.loader, 1):
+            batch = to_device(batch, self.device)
+            outputs = self.model(batch)
+            loss, parts = self.core.loss(outputs, batch)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if self.config.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(self.core.parameters(), self.config.grad_clip)
+            self.optimizer.step()
+            loss_value = float(loss.detach())
+            if self.distributed:  # mean loss over ranks for the log
+                loss_value = float(ddp.sum_across(loss.detach().reshape(1))[0]) / self.ctx.world_size
+            n = len(batch["label"])
+            seen += n
+            for key, value in {"total": loss_value, **parts}.items():
+                sums[key] = sums.get(key, 0.0) + value * n
+            clock["steps"] += 1
+            elapsed = clock["seconds"] + time.monotonic() - began
+            eta = elapsed / clock["steps"] * (clock["total"] - clock["steps"])
+            if self.main:
+                for cb in self.callbacks:
+                    cb.on_step(epoch, step, steps, loss_value, eta)
+            if self.stop_requested():
+                self.log(f"stopped during epoch {epoch} at step {step}/{steps}; last.pt holds epoch {epoch - 1}")
+                return {}, True
+        clock["seconds"] += time.monotonic() - began
+        return {k: v / max(seen, 1) for k, v in sums.items()}, False
+
+    def evaluate(self, indices: np.ndarray) -> dict | None:
+        if len(indices) == 0:
+            return None
+        dataset = AVVPDataset(self.labels, self.features, indices)
+        return score(self.labels, indices, infer(self.core, dataset, self.device, self.config.eval_batch_size))
+
+    def end_epoch(self, epoch: int, means: dict[str, float], lr: float, seconds: float) -> None:
+        """Rank 0: val scores, best checkpoint, last.pt, log line, callbacks."""
+        val = self.evaluate(self.val_idx)
+        current = val[SELECTION[0]][SELECTION[1]] if val is not None else math.inf  # no truth: keep the latest
+        is_best = self.best_epoch == 0 or current > self.best_score or val is None
+        if is_best:
+            self.best_score, self.best_epoch = current, epoch
+            self.save_best(epoch, val)
+        record = {"epoch": epoch, "train_loss": means.pop("total", 0.0), "parts": means, "lr": lr,
+                  "seconds": seconds, "val": val}
+        self.history.append(record)
+        self.save_last(epoch)
+        val_text = f"val segment Type@AV {val['segment']['type']:.3f}" if val else "no val truth"
+        self.log(f"epoch {epoch}/{self.config.epochs} loss {record['train_loss']:.5f} lr {lr:.3g} "
+                 f"{val_text}{' best' if is_best else ''}")
+        for cb in self.callbacks:
+            cb.on_epoch_end(epoch, record, is_best)
+
+    def finish(self, result: TrainResult) -> None:
+        """Rank 0: the best checkpoint on test, metrics.json."""
+        best = load_checkpoint(self.best_path)
+        self.core.load_state_dict(best["state_dict"])
+        result.val, result.test = best["val"], self.evaluate(self.test_idx)
+        metrics = {"val": result.val, "test": result.test, "best_epoch": result.best_epoch,
+                   "epochs": result.epochs_done, "selection": "val segment Type@AV", "history": self.history}
+        if self.distributed:
+            metrics["distributed"] = {"world_size": self.ctx.world_size, "parameters_identical": self.consistent}
+            self.log(f"distributed: {self.ctx.world_size} ranks, parameters identical: {self.consistent}")
+        _write_json(self.run_dir / "metrics.json", metrics)
+        test_text = f"test segment Type@AV {result.test['segment']['type']:.3f}" if result.test else "no test truth"
+        self.log(f"done: best epoch {result.best_epoch}, {test_text}")
+
+    # ------------------------------------------------------------ the whole run
+
+    def run(self, resume: bool) -> TrainResult:
+        config = self.config
+        resumed = self.restore() if resume else False
+        info = {"model": config.model, "run_dir": str(self.run_dir), "device": str(self.device),
+                "epochs": config.epochs, "start_epoch": self.start_epoch, "steps_per_epoch": len(self.loader),
+                "world_size": self.ctx.world_size,
+                "clips": {"train": len(self.train_set), "val": len(self.val_idx), "test": len(self.test_idx)},
+                "parameters": sum(p.numel() for p in self.core.parameters())}
+        if self.main:
+            _write_json(self.run_dir / "config.json", {"format": FORMAT, "train": config.to_dict(), "data": info})
+            if not resumed:
+                self.log(f"start: {json.dumps(config.to_dict())}")
+                self.save_last(0)  # a stop before the first epoch ends can resume too
+            for cb in self.callbacks:
+                cb.on_train_start(info)
+
+        remaining = max(config.epochs - self.start_epoch + 1, 0)
+        clock = {"steps": 0, "seconds": 0.0, "total": max(remaining * len(self.loader), 1)}
+        stopped, epochs_done = False, self.start_epoch - 1
+        for epoch in range(self.start_epoch, config.epochs + 1):
+            if self.stop_requested():
+                self.log(f"stopped before epoch {epoch}")
+                stopped = True
+                break
+            began = time.monotonic()
+            lr = self.optimizer.param_groups[0]["lr"]
+            means, stopped = self.train_epoch(epoch, clock)
+            if stopped:
+                break
+            self.scheduler.step()
+            if self.main:
+                self.end_epoch(epoch, means, lr, time.monotonic() - began)
+            epochs_done = epoch
+            if self.distributed:
+                ddp.barrier()
+
+        result = TrainResult(self.run_dir, self.best_epoch, None, None, epochs_done, stopped, self.history)
+        self.consistent = ddp.parameters_identical(self.core) if self.distributed else True
+        if self.main:
+            if not stopped:
+                self.finish(result)
+            for cb in self.callbacks:
+                cb.on_train_end(result)
+        if self.distributed:
+            ddp.barrier()
+        return result
+
+
+def train(
+    config: TrainConfig,
+    labels: LabelSet,
+    features: FeatureStore,
+    out_dir: str | Path,
+    callbacks: Sequence[TrainCallback] = (),
+    stop_event: threading.Event | None = None,
+    resume: bool = False,
+    distributed: bool = False,
+) -> TrainResult:
+    """Train `config.model` on the train split; see the module docstring for what is written.
+
+    `resume=True` continues from RUN_DIR/last.pt (a fresh start if there is none);
+    a stop (a callback's `should_stop()` or `stop_event`) ends the run between steps
+    and leaves last.pt at the last finished epoch. `distributed=True` needs an
+    initialised torch.distributed process group (see `inference.distributed`).
+    Note: `config.model_config` is completed with the model's defaults.
+    """
+    config.validate()
+    if features.spec.name != config.feature_set:
+        raise RunError(f"the features are the {features.spec.name!r} set but the run asks for "
+                         f"{config.feature_set!r}")
+    if distributed and not ddp.is_initialized():
+        raise RuntimeError("distributed=True needs torch.distributed initialised (inference.distributed.init_from_env)")
+    run_dir = Path(out_dir)
+    problem = ""
+    if ddp.context().is_main:
+        if not resume and ((run_dir / "last.pt").exists() or (run_dir / "checkpoint.pt").exists()):
+            problem = f"{run_dir} already holds a training run; resume it or choose another folder"
+        else:
+            run_dir.mkdir(parents=True, exist_ok=True)
+    if distributed:  # every rank learns of rank 0's refusal (no rank may wait for the others)
+        device = resolve_device(config.device, ddp.context().local_rank)
+        if ddp.sum_across(torch.tensor([float(bool(problem))], device=device)).item() and not problem:
+            problem = "rank 0 refused the run folder"
+    if problem:
+        raise RunDirError(problem)
+    return _Run(config, labels, features, run_dir, callbacks, stop_event, distributed).run(resume)

@@ -1,0 +1,301 @@
+"""HAN, the model registry, training (checkpoints, resume, stop), prediction + eval, the CLI and DDP."""
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import subprocess
+import sys
+import threading
+from contextlib import redirect_stderr, redirect_stdout
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from annotation.demo import build_demo
+from inference.callbacks import TrainCallback
+from inference.data import FEATURE_SETS, AVVPDataset, FeatureStore, collate_items, labels_from_folder
+from inference.models import UnknownModelError, check_outputs, create_model, model_names, register_model
+from inference.models.base import segment_bce
+from inference.models.han import HAN, HANConfig
+from inference.predict import load_checkpoint, predict, write_predictions
+from inference.train import RunDirError, TrainConfig, train
+from tests.synthetic import overfit, segment_f1, synthetic_batch
+
+REPO = Path(__file__).resolve().parents[1]
+SMALL = {"hidden": 64, "dim_feedforward": 64}  # fast runs; the full-size network is tested for shapes
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("demo") / "data"
+    build_demo(out, clips=14, seed=5)  # 8 train, 3 val, 3 test (ids with '_' and '-')
+    return out
+
+
+@pytest.fixture(scope="module")
+def data(demo):
+    return labels_from_folder(demo), FeatureStore(demo, FEATURE_SETS["vggish"], cache=True)
+
+
+def small_config(**overrides) -> TrainConfig:
+    return TrainConfig.for_model("han", model_config=dict(SMALL), batch_size=4, device="cpu",
+                                 **{"epochs": 3, **overrides})
+
+
+def run_cli(argv: list[str]) -> tuple[int, str, str]:
+    from app.cli import run_cli as cli
+
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        code = cli(argv)
+    return code, out.getvalue(), err.getvalue()
+
+
+# ---------------------------------------------------------------- HAN and the registry
+
+@pytest.mark.parametrize("feature_set", ["vggish", "clip_clap"])
+def test_han_follows_the_published_network_and_the_contract(demo, feature_set):
+    labels = labels_from_folder(demo)
+    dataset = AVVPDataset(labels, FeatureStore(demo, FEATURE_SETS[feature_set]), labels.indices("train")[:3])
+    batch = collate_items([dataset[i] for i in range(3)])
+    torch.manual_seed(0)
+    model = create_model("han", feature_set=feature_set)
+    vggish = feature_set == "vggish"
+    assert (model.fc_a.in_features, model.fc_v.in_features) == ((128, 2048) if vggish else (512, 768))
+    assert model.fc_a.out_features == model.fc_v.out_features == 512
+    assert model.pool == (8 if vggish else 1)
+    assert hasattr(model, "fc_fusion") == vggish and (not vggish or model.fc_fusion.in_features == 1024)
+    (layer,) = model.hat_encoder.layers  # one hybrid-attention layer ...
+    assert layer.self_attn.num_heads == 1 and layer.linear1.out_features == 512 and layer.dropout.p == 0.1
+    calls = []
+    layer.register_forward_hook(lambda m, args, out: calls.append(args[0].shape))
+    out = model(batch)
+    assert len(calls) == 2  # ... applied to both tracks with the same weights
+    check_outputs(out, 3)
+    assert out["logits_audio"].shape == (3, 10, 25) and out["feat_visual"].shape == (3, 10, 512)
+    # attentive MMIL pooling as published: softmax over time x softmax over modalities x sigmoid
+    x, head = torch.stack([out["feat_audio"], out["feat_visual"]], dim=2), model.head
+    weighted = torch.softmax(head.fc_frame_att(x), dim=1) * torch.sigmoid(head.fc_prob(x))
+    torch.testing.assert_close(out["global"], (weighted * torch.softmax(head.fc_av_att(x), dim=2)).sum((1, 2)))
+    torch.testing.assert_close(out["audio"], weighted[:, :, 0].sum(1))
+    total, parts = model.loss(out, batch)
+    assert total.ndim == 0 and math.isfinite(total.item())
+    assert set(parts) == {"video", "segment_audio", "segment_visual"}
+    total.backward()
+    assert all(p.grad is not None for p in model.parameters())
+
+
+def test_han_pools_eight_frames_after_projection():
+    torch.manual_seed(0)
+    model = HAN(HANConfig(**SMALL)).eval()
+    batch = synthetic_batch("vggish", clips=2)
+    batch["visual"] = torch.randn(2, 80, 2048)
+    audio, visual = model.embed(batch)
+    pooled = model.fc_v(batch["visual"]).reshape(2, 10, 8, 64).mean(2)
+    expected = model.fc_fusion(torch.cat([pooled, model.fc_st(batch["motion"])], -1))
+    torch.testing.assert_close(visual, expected)
+
+
+def test_registry_names_errors_and_config_round_trip():
+    assert "han" in model_names()
+    with pytest.raises(UnknownModelError, match=r"unknown model 'nope'.*available models: .*han"):
+        create_model("nope")
+    with pytest.raises(ValueError, match="no option"):
+        create_model("han", hiden=3)
+    with pytest.raises(TypeError):
+        register_model("bad", dict)
+    config = HANConfig(feature_set="clip_clap", hidden=32)
+    assert HANConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    with pytest.raises(ValueError, match="feature set"):
+        create_model("han", feature_set="mfcc")
+    assert TrainConfig.for_model("han", epochs=3).to_dict() == {
+        **TrainConfig.for_model("han").to_dict(), "epochs": 3}
+
+
+def test_cli_feature_set_names_match_the_data_module():
+    from inference.cli_args import FEATURE_SET_NAMES, SPLITS
+    from inference.predict import SPLITS as PREDICT_SPLITS
+
+    assert FEATURE_SET_NAMES == tuple(sorted(FEATURE_SETS)) and SPLITS == PREDICT_SPLITS
+
+
+def test_segment_loss_leaves_out_clips_without_pseudo_labels():
+    logits, target = torch.randn(3, 10, 25), (torch.rand(3, 10, 25) > 0.5).float()
+    full = segment_bce(logits, target)
+    assert segment_bce(logits, target, torch.ones(3, dtype=torch.bool)) == full
+    kept = segment_bce(logits, target, torch.tensor([True, False, True]))
+    torch.testing.assert_close(kept, segment_bce(logits[[0, 2]], target[[0, 2]]))
+
+
+def test_han_overfits_a_tiny_synthetic_set():
+    torch.manual_seed(0)
+    model = HAN(HANConfig(feature_set="vggish", hidden=128, dim_feedforward=128))
+    batch = synthetic_batch("vggish", clips=16, seed=1)
+    losses = overfit(model, batch, steps=60, lr=1e-3)
+    assert losses[-1] < 0.25 * losses[0]
+    with torch.no_grad():
+        f1_audio, f1_visual = segment_f1(model(batch), batch)
+    assert f1_audio > 0.9 and f1_visual > 0.9, (f1_audio, f1_visual)
+
+
+# ---------------------------------------------------------------- training, checkpoints, prediction
+
+@pytest.fixture(scope="module")
+def trained(data, tmp_path_factory):
+    labels, features = data
+    run = tmp_path_factory.mktemp("runs") / "han"
+    return train(small_config(), labels, features, run), run
+
+
+def test_run_folder_holds_config_log_checkpoints_and_metrics(trained):
+    result, run = trained
+    assert not result.stopped and result.epochs_done == 3 and 1 <= result.best_epoch <= 3
+    config = json.loads((run / "config.json").read_text())
+    assert config["train"]["model"] == "han" and config["train"]["model_config"]["hidden"] == 64
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["best_epoch"] == result.best_epoch and len(metrics["history"]) == 3
+    for split in ("val", "test"):
+        assert set(metrics[split]) == {"segment", "event"}
+        assert set(metrics[split]["segment"]) == {"audio", "visual", "audio_visual", "type", "event"}
+    best_val = max(h["val"]["segment"]["type"] for h in metrics["history"])
+    assert metrics["val"]["segment"]["type"] == best_val  # selection on val segment Type@AV
+    best, last = load_checkpoint(run / "checkpoint.pt"), load_checkpoint(run / "last.pt")  # weights_only
+    assert best["epoch"] == result.best_epoch and last["epoch"] == 3
+    assert {"optimizer", "scheduler", "rng", "history"} <= set(last)
+    log = (run / "train.log").read_text().splitlines()
+    assert sum(" epoch " in line and "/3 loss" in line for line in log) == 3 and "done: best epoch" in log[-1]
+
+
+def test_checkpoint_round_trip_gives_identical_predictions(data, tmp_path):
+    labels, features = data
+    torch.manual_seed(3)
+    model = create_model("han", **SMALL).eval()
+    path = tmp_path / "checkpoint.pt"
+    torch.save({"model": "han", "model_config": model.config.to_dict(), "state_dict": model.state_dict()}, path)
+    loaded = load_checkpoint(path)  # weights_only=True: no object is unpickled
+    again = create_model(loaded["model"], **loaded["model_config"]).eval()
+    again.load_state_dict(loaded["state_dict"])
+    batch = collate_items([AVVPDataset(labels, features)[i] for i in range(4)])
+    with torch.no_grad():
+        a, b = model(batch), again(batch)
+    for key in ("global", "segment_audio", "segment_visual"):
+        assert torch.equal(a[key], b[key])
+
+
+def test_predict_and_eval_reproduce_the_test_numbers(trained, data, demo, tmp_path):
+    (result, run), (labels, features) = trained, data
+    seg_a, seg_v, glob, names = predict(run, labels, features, "test", device="cpu")
+    assert seg_a.shape == seg_v.shape == (3, 25, 10) and glob.shape == (3, 25)
+    assert names == [labels.filenames[i] for i in labels.indices("test")]
+    write_predictions(tmp_path, seg_a, seg_v, glob, names)
+    assert np.array_equal(np.load(tmp_path / "segment_probs_audio.npy"), seg_a)
+    assert (tmp_path / "filenames.txt").read_text().split() == names
+    code, out, _ = run_cli(["eval", "--gt-audio", str(demo / "AVVP_eval_audio.csv"),
+                            "--gt-visual", str(demo / "AVVP_eval_visual.csv"),
+                            "--pred-audio", str(tmp_path / "audio.csv"), "--pred-visual", str(tmp_path / "visual.csv"),
+                            "--videos", str(demo / "AVVP_test_pd.csv"), "--json"])
+    assert code == 0
+    assert json.loads(out) == json.loads((run / "metrics.json").read_text())["test"] == result.test
+
+
+class StopAt(TrainCallback):
+    def __init__(self, epoch: int, step: int):
+        self.at, self.now = (epoch, step), (0, 0)
+
+    def on_step(self, epoch, step, steps, loss, eta_seconds):
+        self.now = (epoch, step)
+
+    def should_stop(self) -> bool:
+        return self.now == self.at
+
+
+def test_stop_then_resume_equals_an_uninterrupted_run(trained, data, tmp_path):
+    (result, run), (labels, features) = trained, data
+    stopped = train(small_config(), labels, features, tmp_path, callbacks=[StopAt(2, 1)])
+    assert stopped.stopped and stopped.epochs_done == 1 and stopped.test is None
+    assert not (tmp_path / "metrics.json").exists() and load_checkpoint(tmp_path / "last.pt")["epoch"] == 1
+    with pytest.raises(RunDirError, match="already holds"):
+        train(small_config(), labels, features, tmp_path)
+    with pytest.raises(RunDirError, match="different lr"):
+        train(small_config(lr=1e-3), labels, features, tmp_path, resume=True)
+    resumed = train(small_config(), labels, features, tmp_path, resume=True)
+    assert not resumed.stopped and resumed.best_epoch == result.best_epoch
+    assert resumed.test == result.test and resumed.val == result.val
+    assert [h["train_loss"] for h in resumed.history] == [h["train_loss"] for h in result.history]
+    a, b = load_checkpoint(run / "last.pt")["state_dict"], load_checkpoint(tmp_path / "last.pt")["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_stop_event_before_the_first_step_leaves_a_resumable_run(data, tmp_path):
+    labels, features = data
+    event = threading.Event()
+    event.set()
+    result = train(small_config(epochs=1), labels, features, tmp_path, stop_event=event)
+    assert result.stopped and result.epochs_done == 0 and load_checkpoint(tmp_path / "last.pt")["epoch"] == 0
+
+
+def test_cmrc_clips_join_the_train_split(data, tmp_path, monkeypatch):
+    from inference import cmrc
+
+    labels, features = data
+    with pytest.raises(ValueError, match="--cmrc 4"):  # an 8-clip demo has no label set seen 50 times
+        train(small_config(epochs=1, cmrc=4), labels, features, tmp_path / "a")
+    monkeypatch.setattr(cmrc, "build_cmrc_dataset", partial(cmrc.build_cmrc_dataset, min_label_count=0))
+    seen = []
+
+    class Info(TrainCallback):
+        def on_train_start(self, info):
+            seen.append(info["clips"]["train"])
+
+    train(small_config(epochs=1, cmrc=4), labels, features, tmp_path / "b", callbacks=[Info()])
+    assert seen == [8 + 4]
+
+
+# ---------------------------------------------------------------- command line and DDP
+
+def test_cli_train_predict_from_folder_and_store(demo, tmp_path):
+    code, _, err = run_cli(["train", "--data", str(demo), "--model", "link2", "--out", str(tmp_path / "x")])
+    assert code == 2 and "available models:" in err and "han" in err
+    run = tmp_path / "folder"
+    code, out, err = run_cli(["train", "--data", str(demo), "--model", "han", "--epochs", "1", "--batch-size", "4",
+                              "--device", "cpu", "--out", str(run)])
+    assert code == 0, err
+    assert "epoch 1/1 step 2/2 loss" in err and "ETA" in err
+    assert "test" in out and "Type@AV" in out
+    code, out, err = run_cli(["train", "--data", str(demo), "--resume", "--epochs", "2", "--out", str(run)])
+    assert code == 0, err
+    assert "resuming after epoch 1" in err and json.loads((run / "metrics.json").read_text())["epochs"] == 2
+    code, out, err = run_cli(["predict", "--run", str(run), "--data", str(demo), "--out", str(tmp_path / "p")])
+    assert code == 0, err
+    assert (tmp_path / "p" / "audio.csv").exists() and "Type@AV" in out
+
+    from annotation.db import open_database
+    from annotation.importer import import_llp
+
+    db = f"sqlite:///{tmp_path / 'store.sqlite'}"
+    import_llp(open_database(db), demo)
+    code, out, err = run_cli(["train", "--data", str(demo), "--db", db, "--model", "han", "--epochs", "1",
+                              "--feature-set", "clip_clap", "--device", "cpu", "--out", str(tmp_path / "store")])
+    assert code == 0, err
+    config = json.loads((tmp_path / "store" / "config.json").read_text())
+    assert config["train"]["feature_set"] == "clip_clap" and config["data"]["clips"]["train"] == 8
+
+
+def test_ddp_two_gloo_processes_train_one_epoch(demo, tmp_path):
+    run = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "inference.train_ddp", "--data", str(demo), "--model", "han", "--epochs", "1",
+           "--batch-size", "4", "--device", "cpu", "--out", str(run)]
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["distributed"] == {"world_size": 2, "parameters_identical": True}
+    assert (run / "checkpoint.pt").exists() and (run / "last.pt").exists()
+    assert proc.stdout.count("F1 (%)") == 2  # val and test tables, from rank 0 alone
+    assert "distributed: 2 ranks, parameters identical: True" in (run / "train.log").read_text()
