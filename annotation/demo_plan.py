@@ -88,7 +88,8 @@ def _misaligned(rng: np.random.Generator, row: np.ndarray) -> np.ndarray:
     out = np.zeros_like(row)
     for onset, offset in runs(row):
         shift = int(rng.integers(-2, 3)) if rng.random() < 0.3 else 0
-        on = max(0, onset + shift - int(rng.integers(0, 2)))
+        # clamped so a shift never pushes the whole run off the clip (the class stays visible)
+        on = min(NUM_SEGMENTS - 1, max(0, onset + shift - int(rng.integers(0, 2))))
         off = min(NUM_SEGMENTS, offset + shift + int(rng.integers(0, 3)))
         out[on : max(off, on + 1)] = 1
     return out

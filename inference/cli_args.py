@@ -35,6 +35,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder (config, log, checkpoints, metrics)")
     parser.add_argument("--feature-set", choices=FEATURE_SET_NAMES, help="default: the model's (han: vggish)")
     parser.add_argument("--cmrc", type=int, metavar="N", help="add N cross-modal random combination clips (0 = off)")
+    parser.add_argument("--cmrc-min-label-count", type=int, metavar="K",
+                        help="CMRC follows the label sets seen more than K times in train (default 50 as MUG; "
+                             "use 0 on tiny data such as the demo)")
     parser.add_argument("--epochs", type=int, metavar="E", help="default: the model's recipe (han: 40)")
     parser.add_argument("--batch-size", type=int, metavar="B", help="per process; default: the recipe's (han: 16)")
     parser.add_argument("--lr", type=float, metavar="LR", help="default: the recipe's (han: 3e-4)")

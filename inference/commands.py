@@ -36,7 +36,7 @@ def load_data(data_dir: str | Path, db: str | None, feature_set: str) -> tuple[L
     return labels, features
 
 
-_OVERRIDES = {"feature_set": "feature_set", "cmrc": "cmrc", "epochs": "epochs", "batch_size": "batch_size",
+_OVERRIDES = {"feature_set": "feature_set", "cmrc": "cmrc", "cmrc_min_label_count": "cmrc_min_label_count", "epochs": "epochs", "batch_size": "batch_size",
               "lr": "lr", "weight_decay": "weight_decay", "optimizer": "optimizer", "scheduler": "scheduler",
               "step_size": "step_size", "device": "device", "seed": "seed", "num_workers": "num_workers"}
 

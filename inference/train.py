@@ -63,6 +63,7 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     num_workers: int = 0
     cmrc: int = 0  # cross-modal random combination clips added to the train split (0 = off)
+    cmrc_min_label_count: int = 50  # label sets must be seen more often than this (MUG: 50; tiny data: 0)
     eval_batch_size: int = 64
 
     @classmethod
@@ -99,8 +100,8 @@ class TrainConfig:
                 raise RunError(f"{name} must be at least 1, got {getattr(self, name)}")
         if not self.lr > 0:
             raise RunError(f"lr must be positive, got {self.lr}")
-        if self.cmrc < 0 or self.num_workers < 0:
-            raise RunError("cmrc and num_workers must be >= 0")
+        if self.cmrc < 0 or self.num_workers < 0 or self.cmrc_min_label_count < 0:
+            raise RunError("cmrc, cmrc_min_label_count and num_workers must be >= 0")
 
 
 @dataclass
@@ -184,7 +185,8 @@ def _train_dataset(config: TrainConfig, labels: LabelSet, features: FeatureStore
         from inference import cmrc  # only needed with --cmrc
 
         try:
-            combined = cmrc.build_cmrc_dataset(dataset, config.cmrc, config.seed)
+            combined = cmrc.build_cmrc_dataset(dataset, config.cmrc, config.seed,
+                                               min_label_count=config.cmrc_min_label_count)
         except cmrc.NoEligibleLabelSetError as exc:
             raise RunError(f"--cmrc {config.cmrc}: {exc}") from None
         dataset = ConcatDataset([dataset, combined])

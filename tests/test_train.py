@@ -9,7 +9,6 @@ import subprocess
 import sys
 import threading
 from contextlib import redirect_stderr, redirect_stdout
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -239,20 +238,18 @@ def test_stop_event_before_the_first_step_leaves_a_resumable_run(data, tmp_path)
     assert result.stopped and result.epochs_done == 0 and load_checkpoint(tmp_path / "last.pt")["epoch"] == 0
 
 
-def test_cmrc_clips_join_the_train_split(data, tmp_path, monkeypatch):
-    from inference import cmrc
-
+def test_cmrc_clips_join_the_train_split(data, tmp_path):
     labels, features = data
     with pytest.raises(ValueError, match="--cmrc 4"):  # an 8-clip demo has no label set seen 50 times
         train(small_config(epochs=1, cmrc=4), labels, features, tmp_path / "a")
-    monkeypatch.setattr(cmrc, "build_cmrc_dataset", partial(cmrc.build_cmrc_dataset, min_label_count=0))
     seen = []
 
     class Info(TrainCallback):
         def on_train_start(self, info):
             seen.append(info["clips"]["train"])
 
-    train(small_config(epochs=1, cmrc=4), labels, features, tmp_path / "b", callbacks=[Info()])
+    train(small_config(epochs=1, cmrc=4, cmrc_min_label_count=0), labels, features, tmp_path / "b",
+          callbacks=[Info()])
     assert seen == [8 + 4]
 
 
