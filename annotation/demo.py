@@ -79,12 +79,13 @@ def _features(rng: np.random.Generator, tables: dict[str, np.ndarray], clip: Dem
 # --------------------------------------------------------------------------- build
 
 
-def _expected_files(plan: list[DemoClip]) -> list[str]:
+def _expected_files(plan: list[DemoClip], videos: bool = True) -> list[str]:
     files = [*WEAK_FILES.values(), "AVVP_eval_audio.csv", "AVVP_eval_visual.csv"]
     files += ["demo_truth/audio.csv", "demo_truth/visual.csv", "README.txt"]
     for clip in plan:
         vid = clip.video_id
-        files.append(f"raw_videos/{vid}.mp4")
+        if videos:
+            files.append(f"raw_videos/{vid}.mp4")
         files += [f"{folder}/{vid}.npy" for folder in [*FEATURES, *PSEUDO_DIRS.values()]]
     return files
 
@@ -125,18 +126,21 @@ tried without downloading LLP. Nothing here is real footage or real sound:
 
 
 def build_demo(
-    out_dir: str | Path, clips: int = 32, seed: int = 0, progress: ProgressFn | None = None, force: bool = False
+    out_dir: str | Path, clips: int = 32, seed: int = 0, progress: ProgressFn | None = None, force: bool = False,
+    videos: bool = True,
 ) -> DemoSummary:
     """Write the demo dataset into `out_dir` (the LLP `data/` folder); reuse it if already complete.
 
     Refuses a non-empty folder that is not a demo, so real data is never overwritten.
+    `videos=False` skips the mp4 files (most of the build time): a training-sized demo
+    of hundreds of clips then builds in seconds.
     """
     out_dir = Path(out_dir)
     plan = plan_demo(clips, seed)
     n_train, n_val, n_test, n_empty = split_sizes(clips)
     summary = DemoSummary(out_dir, n_train, n_val, n_test, n_empty, built=True)
-    params = {"format": FORMAT_VERSION, "clips": clips, "seed": seed}
-    files = _expected_files(plan)
+    params = {"format": FORMAT_VERSION, "clips": clips, "seed": seed, "videos": videos}
+    files = _expected_files(plan, videos)
     manifest = _read_manifest(out_dir)
     if manifest is None:
         if out_dir.exists() and any(out_dir.iterdir()):
@@ -152,7 +156,7 @@ def build_demo(
 
     out_dir.mkdir(parents=True, exist_ok=True)
     _write_manifest(out_dir, params, files, complete=False)
-    for folder in ["raw_videos", "demo_truth", *FEATURES, *PSEUDO_DIRS.values()]:
+    for folder in ["raw_videos"] * videos + ["demo_truth", *FEATURES, *PSEUDO_DIRS.values()]:
         (out_dir / folder).mkdir(parents=True, exist_ok=True)
 
     table_rng, feature_rng, media_rng = (np.random.default_rng(s) for s in np.random.SeedSequence([seed, 1]).spawn(3))
@@ -164,7 +168,8 @@ def build_demo(
             np.save(out_dir / folder / f"{vid}.npy", feat)
         np.save(out_dir / PSEUDO_DIRS["audio"] / f"{vid}.npy", to_pseudo_layout(clip.audio_pseudo))
         np.save(out_dir / PSEUDO_DIRS["visual"] / f"{vid}.npy", to_pseudo_layout(clip.visual_pseudo))
-        write_mp4(out_dir / "raw_videos" / f"{vid}.mp4", clip.visual, render_audio(media_rng, clip.audio))
+        if videos:
+            write_mp4(out_dir / "raw_videos" / f"{vid}.mp4", clip.visual, render_audio(media_rng, clip.audio))
         if progress is not None:
             progress(done + 1, total, f"clip {clip.filename} ({clip.split})")
 

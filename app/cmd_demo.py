@@ -35,6 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--clips", type=_clip_count, default=32, help="number of clips (default: 32 = 20 train, 6 val, 6 test)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument("--force", action="store_true", help="rebuild even if the folder already holds this demo")
+    parser.add_argument("--no-videos", action="store_true",
+                        help="skip the mp4 files: a training-sized demo (e.g. --clips 600) in seconds")
     parser.set_defaults(func=run)
 
 
@@ -45,7 +47,8 @@ def _progress(done: int, total: int, message: str) -> None:
 def run(args: argparse.Namespace) -> int:
     out = args.out if args.out is not None else default_demo_dir()
     try:
-        summary = build_demo(out, clips=args.clips, seed=args.seed, progress=_progress, force=args.force)
+        summary = build_demo(out, clips=args.clips, seed=args.seed, progress=_progress, force=args.force,
+                             videos=not args.no_videos)
     except DemoError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -1,0 +1,108 @@
+"""Training: throughput of HAN, MUG and LINK on LLP-shaped inputs (CPU), parameter counts,
+and the demo end to end (its predictions against its pseudo-labels on the demo truth).
+
+- throughput: forward + loss + backward + Adam step on random LLP-shaped batches of 16
+  (VGGish 10x128 + ResNet 80x2048 + R(2+1)D 10x512, or CLAP 10x512 + CLIP 10x768), clips/s;
+  HAN is the baseline the other two are compared with in the same run;
+- demo: `build_demo(clips=600, videos=False)` (376 train clips), HAN for 10 epochs,
+  test segment Type@AV of its predictions vs that of the demo pseudo-labels.
+"""
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from common import save, verdict
+
+from annotation.demo import build_demo
+from inference.data import FEATURE_SETS, FeatureStore, labels_from_folder
+from inference.metrics import evaluate
+from inference.models import create_model
+from inference.train import TrainConfig, train
+
+PAPER_PARAMS = {"mug": "7.6 M (MUG paper)", "han": "not reported", "link": "not reported"}
+MODELS = (("han", "vggish"), ("han", "clip_clap"), ("mug", "vggish"), ("link", "clip_clap"))
+
+
+def random_batch(feature_set: str, batch: int, rng: np.random.Generator) -> dict[str, torch.Tensor]:
+    out = {part: torch.from_numpy(rng.normal(0, 1, (batch, *shape)).astype(np.float32))
+           for part, (_, shape) in FEATURE_SETS[feature_set].parts().items()}
+    pseudo = lambda: torch.from_numpy((rng.random((batch, 10, 25)) < 0.08).astype(np.float32))  # noqa: E731
+    out["pseudo_audio"], out["pseudo_visual"] = pseudo(), pseudo()
+    out["label"] = torch.maximum(out["pseudo_audio"].amax(1), out["pseudo_visual"].amax(1))
+    out["has_pseudo"] = torch.ones(batch, dtype=torch.bool)
+    out["index"] = torch.arange(batch)
+    return out
+
+
+def throughput(name: str, feature_set: str, steps: int = 12, batch: int = 16) -> tuple[float, int]:
+    torch.manual_seed(0)
+    model = create_model(name, feature_set=feature_set)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-4)
+    rng = np.random.default_rng(0)
+    batches = [random_batch(feature_set, batch, rng) for _ in range(3)]
+    model.train()
+    for i in range(steps + 2):
+        if i == 2:
+            start = time.perf_counter()  # two warm-up steps
+        loss, _ = model.loss(model(batches[i % 3]), batches[i % 3])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    rate = steps * batch / (time.perf_counter() - start)
+    return rate, sum(p.numel() for p in model.parameters())
+
+
+def demo_end_to_end(work: Path) -> dict:
+    start = time.perf_counter()
+    data = build_demo(work / "demo", clips=600, seed=0, videos=False).out_dir
+    built = time.perf_counter() - start
+    labels = labels_from_folder(data)
+    features = FeatureStore(data, FEATURE_SETS["vggish"], cache=True)
+    config = TrainConfig.for_model("han", epochs=10, seed=1)
+    start = time.perf_counter()
+    result = train(config, labels, features, work / "run")
+    trained = time.perf_counter() - start
+    test = labels.indices("test")
+    names = [labels.filenames[i] for i in test]
+    pseudo = evaluate(labels.pseudo_audio[test].transpose(0, 2, 1), labels.pseudo_visual[test].transpose(0, 2, 1),
+                      np.stack([labels.truth_audio[n] for n in names]), np.stack([labels.truth_visual[n] for n in names]))
+    return {"build_s": round(built, 1), "train_s": round(trained, 1), "best_epoch": result.best_epoch,
+            "han_test_segment_type": round(result.test["segment"]["type"], 2),
+            "pseudo_test_segment_type": round(pseudo["segment"]["type"], 2),
+            "han_test_event_type": round(result.test["event"]["type"], 2),
+            "pseudo_test_event_type": round(pseudo["event"]["type"], 2)}
+
+
+def main() -> None:
+    figures: dict = {"threads": torch.get_num_threads(), "models": {}}
+    base = None
+    for name, feature_set in MODELS:
+        rate, params = throughput(name, feature_set)
+        base = base or rate
+        figures["models"][f"{name}/{feature_set}"] = {"clips_per_s": round(rate, 1), "params": params,
+                                                      "vs_han_vggish": round(rate / base, 2)}
+        print(f"{name:4s} {feature_set:9s}: {rate:7.1f} clips/s train (x{rate / base:.2f} of HAN/vggish), "
+              f"{params / 1e6:.2f} M parameters (paper: {PAPER_PARAMS[name]})")
+    work = Path(tempfile.mkdtemp(prefix="avvp-bench-train-"))
+    try:
+        demo = demo_end_to_end(work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    figures["demo"] = demo
+    beats = demo["han_test_segment_type"] > demo["pseudo_test_segment_type"]
+    print(f"demo (600 clips, no videos): built in {demo['build_s']} s, HAN 10 epochs in {demo['train_s']} s; "
+          f"test segment Type@AV {demo['han_test_segment_type']} vs pseudo-labels {demo['pseudo_test_segment_type']}, "
+          f"event Type@AV {demo['han_test_event_type']} vs {demo['pseudo_test_event_type']} "
+          f"(predictions beat pseudo-labels: {verdict(beats)})")
+    print("GPU epoch over 10,000 clips: not measured (no GPU lent to this session)")
+    save("train", figures)
+
+
+if __name__ == "__main__":
+    main()
