@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import math
 import threading
-import weakref
 from collections.abc import Iterator
 
 import torch
@@ -33,54 +32,9 @@ class _Scratch(threading.local):
 _SCRATCH = _Scratch()
 
 
-class _Pool:
-    """Tensors that outlive one call (a forward's saved states, until its graph is freed) but
-    are worth reusing across calls, for the same page-fault reason as `_Scratch`."""
-
-    def __init__(self, max_bytes: int = 1 << 28) -> None:
-        self.lock = threading.Lock()
-        self.free: dict[tuple, list[Tensor]] = {}
-        self.bytes, self.max_bytes = 0, max_bytes
-
-    def take(self, like: Tensor, shape: tuple[int, ...]) -> Tensor:
-        with self.lock:
-            stack = self.free.get((like.device, like.dtype, shape))
-            if stack:
-                tensor = stack.pop()
-                self.bytes -= tensor.numel() * tensor.element_size()
-                return tensor
-        return like.new_empty(shape)
-
-    def give(self, tensors: tuple[Tensor, ...]) -> None:
-        with self.lock:
-            for tensor in tensors:
-                size = tensor.numel() * tensor.element_size()
-                if tensor.device.type == "cpu" and self.bytes + size <= self.max_bytes:
-                    self.free.setdefault((tensor.device, tensor.dtype, tuple(tensor.shape)), []).append(tensor)
-                    self.bytes += size
-
-    def clear(self) -> None:
-        with self.lock:
-            self.free.clear()
-            self.bytes = 0
-
-
-_POOL = _Pool()
-
-
-class Lease:
-    """Pool tensors held by one autograd graph: they go back to the pool when the graph (and
-    with it this object) is freed, never earlier, so retain_graph=True stays safe."""
-
-    def __init__(self, like: Tensor, shape: tuple[int, ...], count: int) -> None:
-        self.tensors = tuple(_POOL.take(like, shape) for _ in range(count))
-        weakref.finalize(self, _POOL.give, self.tensors)
-
-
 def release_scratch() -> None:
-    """Free the cached block buffers of this thread and the pool of saved-state buffers."""
+    """Free this thread's cached block buffers."""
     _SCRATCH.flat.clear()
-    _POOL.clear()
 
 
 @contextlib.contextmanager

@@ -17,7 +17,9 @@ gradient of z needs (mamba_ssm's kernel keeps the same).
 Alternatives: a masked (T x T) decay matrix per chunk multiplies the exp/multiply work
 by T (a prototype took 1.3 s for the L=1000 benchmark forward at T=8 and 8.9 s at T=32,
 slower than the reference's 0.5 s; this path takes ~0.045 s); exp(+-cumsum(delta A))
-factorisations overflow once |delta A| summed over a chunk passes ~88 in float32. Every
+factorisations overflow once |delta A| summed over a chunk passes ~88 in float32; keeping
+deltaA and the states from the forward (in reused memory) instead of recomputing them
+measured no faster, reading them back from DRAM costs what recomputing in cache does. Every
 quantity here is a product of decays, never a quotient, so strongly negative A with
 large delta stays finite. Block size: `DEFAULT_BLOCK_ELEMENTS`; at the benchmark shape
 16 and 32 steps a block measured within a few % of each other, 8 (per-op overhead) and
@@ -32,8 +34,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from .blocks import (
-    Lease, Stager, Steps, dot_n, from_layout, grad_operand, layout, outer, release_scratch, run_block, scratch,
-    softplus_,
+    Stager, Steps, dot_n, from_layout, grad_operand, layout, outer, release_scratch, run_block, scratch, softplus_,
 )
 from .checks import check_inputs, compute_dtype
 
@@ -42,10 +43,6 @@ __all__ = ["DEFAULT_BLOCK_ELEMENTS", "plan_blocks", "release_scratch", "selectiv
 #: Elements of one (Lb, batch, dim, N) block buffer (4 MiB in float32): small enough for
 #: the buffers of a block to stay in cache, large enough to keep per-op overhead low.
 DEFAULT_BLOCK_ELEMENTS = 1 << 20
-#: Up to this many state values (L * batch * N * dim) the forward keeps deltaA and the states
-#: for the backward (in pooled memory) instead of recomputing them: ~30% less backward work
-#: for the short sequences AVVP models scan, for 2 x 32 MiB (float32) at most.
-SAVED_STATE_ELEMENTS = 1 << 23
 
 
 class _BlockedScan(torch.autograd.Function):
@@ -67,9 +64,6 @@ class _BlockedScan(torch.autograd.Function):
         batch, dim, length = u.shape
         dstate = A.shape[1]
         keep_pre = z is not None and any(ctx.needs_input_grad)
-        lease = None
-        if any(ctx.needs_input_grad) and length * batch * dstate * dim <= SAVED_STATE_ELEMENTS:
-            lease = Lease(u, (length, batch, dstate, dim), 2)  # deltaA and h of every step
         A2_t, B_l, C_l = A.t().contiguous() * math.log2(math.e), layout(B), layout(C)
         out = torch.empty_like(u)
         pre = torch.empty_like(u) if keep_pre else None  # y + D u, for the gradient of z
@@ -94,8 +88,6 @@ class _BlockedScan(torch.autograd.Function):
                     i1 = l1 - s0
                     if k:
                         h_in[k] = h[-1]  # copied out before the buffers are reused
-                    if lease is not None:
-                        buf_a, buf_h = (Steps(t[l0:l1]) for t in lease.tensors)
                     a, h = run_block(dl_s[i0:i1], du_s[i0:i1], A2_t, B_l, l0, l1, h_in[k], buf_a, buf_h)
                     dot_n(h, C_l, l0, l1, tmp[: l1 - l0], s_y[i0:i1])
                 y_s = s_y[:sn]
@@ -108,7 +100,7 @@ class _BlockedScan(torch.autograd.Function):
                         pre[:, :, s0:s1] = out_sl
                     out_sl *= torch.ops.aten.silu.out(z[:, :, s0:s1], out=_bdl(s_z, batch, dim, sn))
             last_state = h[-1].transpose(1, 2).contiguous()  # (batch, dim, N)
-        ctx.softplus, ctx.block_len, ctx.span_len, ctx.lease = softplus, block_len, span_len, lease
+        ctx.softplus, ctx.block_len, ctx.span_len = softplus, block_len, span_len
         ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, h_in, pre)
         return out, last_state
 
@@ -160,16 +152,11 @@ class _BlockedScan(torch.autograd.Function):
                     l1, k, i0 = min(l0 + block_len, s1), l0 // block_len, l0 - s0
                     i1, n = l1 - s0, l1 - l0
                     dl, ub, du, dyb, tmp = dl_s[i0:i1], u_s[i0:i1], du_s[i0:i1], dy_s[i0:i1], buf_tmp[:n]
-                    if ctx.lease is None:
-                        a, h = run_block(dl, du, A2_t, B_l, l0, l1, h_in[k], buf_a, buf_h)
-                        as_ = buf_a.steps
-                    else:  # kept by the forward
-                        a, h = (t[l0:l1] for t in ctx.lease.tensors)
-                        as_ = a.unbind(0)
+                    a, h = run_block(dl, du, A2_t, B_l, l0, l1, h_in[k], buf_a, buf_h)
                     # adjoint g_l = dLoss/dh_l, run backwards through the block
                     g = outer(dyb, C_l, l0, l1, buf_g.first(n))
                     g[-1] += carry
-                    gs = buf_g.steps
+                    gs, as_ = buf_g.steps, buf_a.steps
                     for t in range(n - 2, -1, -1):
                         gs[t].addcmul_(as_[t + 1], gs[t + 1])
                     torch.mul(a[0], g[0], out=carry)
@@ -179,12 +166,11 @@ class _BlockedScan(torch.autograd.Function):
                         grad_operand(g, du, B_l, grad_B_l, l0, l1, tmp)
                     gb = dot_n(g, B_l, l0, l1, tmp, c_gb[:n])  # sum_n g B
                     torch.mul(dl, gb, out=s_gu[i0:i1])
-                    # q = g * deltaA * h_{l-1}: the gradient of the log-decay delta * A, built over g
-                    q = g
-                    q[1:] *= a[1:]
+                    # q = g * deltaA * h_{l-1}: the gradient of the log-decay delta * A, built in buf_a
+                    q = a
                     q[1:] *= h[:-1]
-                    q[0] *= a[0]
                     q[0] *= h_in[k]
+                    q *= g
                     if need_A:
                         grad_A_t += torch.mul(q, dl.unsqueeze(2), out=tmp).sum((0, 1))
                     torch.sum(torch.mul(q, A_t, out=tmp), 2, out=s_gd[i0:i1]).addcmul_(ub, gb)
