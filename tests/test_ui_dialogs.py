@@ -92,6 +92,7 @@ def test_failed_task_is_reported_not_raised(qtbot, monkeypatch):
     dialog.start()
     qtbot.waitUntil(lambda: dialog.outcome == "failed", timeout=10000)
     assert "not a directory" in shown[0]
+    assert not task.isRunning()  # the dialog waited for the thread before closing
 
 
 def test_first_run_builds_and_imports_the_demo(tmp_path, monkeypatch):

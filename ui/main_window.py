@@ -110,6 +110,9 @@ class MainWindow(QMainWindow):
         self.queue.set_annotator(self.session.annotator)
         self.queue.set_queue(queue)
         self.queue.set_filter(self.prefs.queue_filter())
+        first = self.queue.visible_clip_ids()[:1]
+        if first and self.queue.current_clip_id() is None:
+            self.queue.select_clip(first[0])  # open on the first clip to review, ready for the keyboard
         self.db_label.setText(label)
         self.statusBar().showMessage(f"{len(queue)} clips in the database", 6000)
 

@@ -58,6 +58,13 @@ class TaskProgressDialog(QDialog):
         self.outcome = "cancelled"
         self.reject()
 
+    def done(self, result: int) -> None:
+        # The task reports as its last act; let its thread end before this dialog (and, with it,
+        # often the last reference to the task) goes away: destroying a running QThread aborts.
+        if self.task.isRunning():
+            self.task.wait(30000)
+        super().done(result)
+
     def reject(self) -> None:
         if self.task.isRunning() and self.outcome == "running":
             self._cancel()  # closing the dialog cancels; the task reports back and closes it
