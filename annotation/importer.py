@@ -20,7 +20,7 @@ from annotation.errors import DataFileError
 from annotation.grid import PSEUDO_SHAPE, pack
 from annotation.llp_csv import dense_grids, read_dense_csv, read_weak_csv
 from annotation.models import Clip, FeatureSet, LabelTrack, Review
-from annotation.store import utcnow
+from annotation.store import utcnow, validate_source
 from annotation.taxonomy import format_label_list
 
 Progress = Callable[[str, int, int], None]
@@ -192,6 +192,52 @@ def read_dataset(data_dir: Path, report: ImportReport, progress: Progress | None
     return clips, grids, features, videos
 
 
+def upsert_tracks(conn, grids: dict[int, np.ndarray], track: str, source: str, who: str, now) -> tuple[int, int]:
+    """Insert or update (version + 1) the `source` grids of many clips in one statement each; unchanged
+    grids are left alone (idempotent). Bulk writers (import, stored predictions) share it."""
+    t = LabelTrack.__table__
+    stored = {
+        row.clip_id: (row.cells, row.version)
+        for row in conn.execute(
+            select(t.c.clip_id, t.c.cells, t.c.version).where(and_(t.c.track == track, t.c.source == source))
+        )
+    }
+    adds, updates = [], []
+    for clip_id, grid in grids.items():
+        cells, old = pack(grid), stored.get(clip_id)
+        if old is None:
+            adds.append(dict(clip_id=clip_id, track=track, source=source, cells=cells,
+                             positives=int(grid.sum()), version=1, updated_at=now, updated_by=who))
+        elif old[0] != cells:
+            updates.append(dict(_cid=clip_id, _ver=old[1], cells=cells, positives=int(grid.sum()),
+                                version=old[1] + 1, updated_at=now, updated_by=who))
+    if adds:
+        conn.execute(insert(t), adds)
+    if updates:
+        conn.execute(
+            update(t).where(and_(t.c.clip_id == bindparam("_cid"), t.c.track == track,
+                                 t.c.source == source, t.c.version == bindparam("_ver"))),
+            updates,
+        )
+    return len(adds), len(updates)
+
+
+def store_predictions(engine: Engine, run: str, audio: dict[str, np.ndarray], visual: dict[str, np.ndarray]) -> int:
+    """Binary prediction grids by filename -> source 'prediction:<run>' (the GUI shows the newest run)."""
+    source = validate_source(f"prediction:{run}")
+    c = Clip.__table__
+    now = utcnow()
+    with engine.begin() as conn:
+        ids = dict(conn.execute(select(c.c.filename, c.c.id)).all())
+        missing = sorted(set(audio) - set(ids))
+        if missing:
+            raise DataFileError(engine.url.render_as_string(hide_password=True),
+                                f"{len(missing)} predicted clip(s) are not in the database, e.g. {missing[0]}")
+        for track, by_file in (("audio", audio), ("visual", visual)):
+            upsert_tracks(conn, {ids[f]: g for f, g in by_file.items()}, track, source, f"run {run}", now)
+    return len(audio)
+
+
 def _check_id_clashes(clips: list[_ClipIn], existing: dict, data_dir: Path) -> None:
     """A new clip may not reuse the video id of another stored clip: `<id>.npy` files would collide."""
     by_id = {row.video_id: name for name, row in existing.items()}
@@ -247,32 +293,9 @@ def import_llp(engine: Engine, data_dir: str | Path, progress: Progress | None =
             conn.execute(insert(r), fresh)
 
         for (track, source), by_file in grids.items():
-            stored = {
-                row.clip_id: (row.cells, row.version)
-                for row in conn.execute(
-                    select(t.c.clip_id, t.c.cells, t.c.version).where(and_(t.c.track == track, t.c.source == source))
-                )
-            }
-            adds, updates = [], []
-            for filename, grid in by_file.items():
-                clip_id, cells = ids[filename], pack(grid)
-                old = stored.get(clip_id)
-                if old is None:
-                    adds.append(dict(clip_id=clip_id, track=track, source=source, cells=cells,
-                                     positives=int(grid.sum()), version=1, updated_at=now, updated_by="import"))
-                elif old[0] != cells:
-                    updates.append(dict(_cid=clip_id, _ver=old[1], cells=cells, positives=int(grid.sum()),
-                                        version=old[1] + 1, updated_at=now, updated_by="import"))
-            if adds:
-                conn.execute(insert(t), adds)
-            if updates:
-                conn.execute(
-                    update(t).where(and_(t.c.clip_id == bindparam("_cid"), t.c.track == track,
-                                         t.c.source == source, t.c.version == bindparam("_ver"))),
-                    updates,
-                )
-            report.tracks_added += len(adds)
-            report.tracks_updated += len(updates)
+            added, updated = upsert_tracks(conn, {ids[f]: g for f, g in by_file.items()}, track, source, "import", now)
+            report.tracks_added += added
+            report.tracks_updated += updated
             note(f"{track} {source} tracks", len(by_file), len(by_file))
 
         for name, (path, count, shape) in features.items():

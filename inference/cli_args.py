@@ -57,4 +57,6 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
     add_data_arguments(parser)
     parser.add_argument("--split", default="test", choices=SPLITS, help="clips to predict (default: test)")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder (npy probabilities, CSVs)")
+    parser.add_argument("--name", metavar="RUN", help="with --db: store the predictions as label source "
+                        "'prediction:RUN' (default: the run folder's name) so the window overlays them")
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")

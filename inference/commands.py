@@ -8,17 +8,21 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import signal
 import sys
 import threading
 from pathlib import Path
 from typing import IO
 
+import numpy as np
+
 from annotation.db import DatabaseError, open_database
 from annotation.errors import DataFileError
+from annotation.importer import store_predictions
 from inference.callbacks import PrintProgress
 from inference.data import FEATURE_SETS, FeatureStore, LabelSet, labels_from_folder, labels_from_store
-from inference.metrics import format_table
+from inference.metrics import binarize, format_table
 from inference.models import UnknownModelError, model_names
 from inference.predict import RunError, predict_to_dir
 from inference.train import RunDirError, TrainConfig, train
@@ -105,6 +109,17 @@ def run_train(args: argparse.Namespace, distributed: bool = False, out: IO[str] 
     return 130 if result.stopped else 0
 
 
+def store_in_database(args: argparse.Namespace) -> str:
+    """The binary predictions just written to --out, as 'prediction:<name>' tracks of the --db clips."""
+    out = Path(args.out)
+    names = out.joinpath("filenames.txt").read_text(encoding="utf-8").split()
+    pred_a, pred_v = binarize(np.load(out / "segment_probs_audio.npy"), np.load(out / "segment_probs_visual.npy"),
+                              np.load(out / "global_probs.npy"))
+    name = args.name or re.sub(r"[^A-Za-z0-9._-]", "-", Path(args.run).resolve().name)
+    store_predictions(open_database(args.db, create=False), name, dict(zip(names, pred_a)), dict(zip(names, pred_v)))
+    return name
+
+
 def run_predict(args: argparse.Namespace, out: IO[str] | None = None, err: IO[str] | None = None) -> int:
     out, err = out or sys.stdout, err or sys.stderr
     try:
@@ -120,5 +135,12 @@ def run_predict(args: argparse.Namespace, out: IO[str] | None = None, err: IO[st
         return 2
     err.write(f"predict: {summary['clips']} {args.split} clips -> {Path(args.out).resolve()} "
               f"({summary['rows']['audio']} audio, {summary['rows']['visual']} visual event rows)\n")
+    if args.db:
+        try:
+            name = store_in_database(args)
+        except (ValueError, DataFileError, DatabaseError) as exc:
+            err.write(f"error: storing predictions in the database: {exc}\n")
+            return 2
+        err.write(f"predict: stored as label source 'prediction:{name}' (shown on the timelines)\n")
     print_scores(f"{args.split} (binary predictions: segment >= 0.5 and global >= 0.5)", summary["scores"], out)
     return 0

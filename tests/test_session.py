@@ -128,3 +128,18 @@ def test_review_conflict(session, db):
     assert fresh(db).review(clip.id).status == "skipped"
     session.resolve(conflicts[0], keep_mine=True)
     assert fresh(db).review(clip.id).status == "annotated"
+
+
+def test_stored_predictions_are_a_layer_and_the_newest_run_wins(session):
+    from annotation.importer import store_predictions
+
+    clip = session.store.clip("fffffffffff_0_10")
+    old, new = np.zeros((25, 10), np.uint8), np.zeros((25, 10), np.uint8)
+    old[3, :2], new[3, 5:] = 1, 1
+    store_predictions(session.store.engine, "run-a", {clip.filename: old}, {clip.filename: old})
+    store_predictions(session.store.engine, "run-b", {clip.filename: new}, {clip.filename: new})
+    view = session.open_clip(clip.id)
+    assert view.prediction_source == "prediction:run-b"
+    assert (view.layers["visual"]["prediction"] == new).all() and (view.layers["audio"]["prediction"] == new).all()
+    with pytest.raises(Exception, match="not in the database"):
+        store_predictions(session.store.engine, "run-c", {"zzzzzzzzzzz_0_10": new}, {"zzzzzzzzzzz_0_10": new})

@@ -282,6 +282,21 @@ def test_cli_train_predict_from_folder_and_store(demo, tmp_path):
     config = json.loads((tmp_path / "store" / "config.json").read_text())
     assert config["train"]["feature_set"] == "clip_clap" and config["data"]["clips"]["train"] == 8
 
+    # predictions stored in the database become a timeline layer of the window
+    code, out, err = run_cli(["predict", "--run", str(tmp_path / "store"), "--data", str(demo), "--db", db,
+                              "--name", "han-1", "--out", str(tmp_path / "p2")])
+    assert code == 0, err
+    assert "prediction:han-1" in err
+    from annotation.llp_csv import dense_grids, read_dense_csv
+    from annotation.store import LabelStore
+
+    store = LabelStore(open_database(db))
+    test_clips = store.clips("test")
+    expected = dense_grids(read_dense_csv(tmp_path / "p2" / "visual.csv"), [c.filename for c in test_clips])
+    for clip, grid in zip(test_clips, expected):
+        assert (store.track(clip.id, "visual", "prediction:han-1").grid == grid).all()
+    assert not store.track(store.clips("train")[0].id, "visual", "prediction:han-1").exists
+
 
 def test_ddp_two_gloo_processes_train_one_epoch(demo, tmp_path):
     run = tmp_path / "ddp"
