@@ -107,3 +107,16 @@ def pseudo_or_zeros(batch: dict[str, torch.Tensor], like: torch.Tensor, track: s
     if pseudo is None:
         return like.new_zeros(like.shape[0], like.shape[1], NUM_CLASSES)
     return pseudo.to(like.dtype)
+
+
+def plsim_and_han_tail(model: nn.Module, batch: dict[str, torch.Tensor], audio: torch.Tensor,
+                       visual: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The common end of MUG and LINK: PLSIM (when the model has one), then HAN's hybrid
+    attention and MMIL head; the features the classifier reads are returned for S-LOSS."""
+    if model.plsim is not None:
+        audio, visual = model.plsim(audio, visual, pseudo_or_zeros(batch, audio, "audio"),
+                                    pseudo_or_zeros(batch, visual, "visual"))
+    audio, visual = model.han.hat_encoder(audio, visual)
+    out = model.han.head(audio, visual)
+    out["feat_audio"], out["feat_visual"] = audio, visual
+    return out

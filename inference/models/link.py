@@ -39,7 +39,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from inference.models.av_blocks import TemporalSpatialAttention, han_config, pseudo_or_zeros, video_pseudo_label_loss
+from inference.models.av_blocks import (
+    TemporalSpatialAttention, han_config, plsim_and_han_tail, video_pseudo_label_loss,
+)
 from inference.models.base import AVVPModel, pseudo_label_loss
 from inference.models.han import HAN, HAN_RECIPE
 from inference.models.plsim import build_plsim
@@ -165,13 +167,7 @@ class LINK(AVVPModel):
             audio, visual = self.tsa_audio(audio), self.tsa_visual(visual)
         if self.cmim is not None:
             audio, visual = self.cmim(audio, visual)
-        if self.plsim is not None:
-            audio, visual = self.plsim(audio, visual, pseudo_or_zeros(batch, audio, "audio"),
-                                       pseudo_or_zeros(batch, visual, "visual"))
-        audio, visual = self.han.hat_encoder(audio, visual)
-        out = self.han.head(audio, visual)
-        out["feat_audio"], out["feat_visual"] = audio, visual
-        return out
+        return plsim_and_han_tail(self, batch, audio, visual)
 
     def loss(self, outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]):
         """LINK Eq. 12: L_video + L^a_video + L^v_video + L_label + lambda * L_avss."""

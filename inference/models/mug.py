@@ -65,7 +65,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from inference.models.av_blocks import TemporalSpatialAttention, han_config, pseudo_or_zeros, video_pseudo_label_loss
+from inference.models.av_blocks import (
+    TemporalSpatialAttention, han_config, plsim_and_han_tail, video_pseudo_label_loss,
+)
 from inference.models.base import AVVPModel, pseudo_label_loss
 from inference.models.han import HAN
 from inference.models.mamba import Mamba, SelectiveSSM, resolve_dt_rank
@@ -232,13 +234,7 @@ class MUG(AVVPModel):
             audio, visual = self.fusion(audio, visual)
         if self.mfe is not None:
             audio, visual = self.mfe(audio, visual)
-        if self.plsim is not None:
-            audio, visual = self.plsim(audio, visual, pseudo_or_zeros(batch, audio, "audio"),
-                                       pseudo_or_zeros(batch, visual, "visual"))
-        audio, visual = self.han.hat_encoder(audio, visual)
-        out = self.han.head(audio, visual)
-        out["feat_audio"], out["feat_visual"] = audio, visual
-        return out
+        return plsim_and_han_tail(self, batch, audio, visual)
 
     def loss(self, outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]):
         """LINK Eq. 9 without L_avss (VALOR's objective with segment and video-level pseudo-labels)."""
