@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
+from tests.media_reference import sequential_rgb_frames
 import numpy as np
 import pytest
 
@@ -27,15 +27,7 @@ REAL_FPS = 359 / 12  # 29.9166..., the real clip's rate
 @pytest.fixture(scope="module")
 def sequential_frames(real_clip: Path) -> list[np.ndarray]:
     """Every frame of the real clip by plain sequential OpenCV reads (the reference)."""
-    cap = cv2.VideoCapture(str(real_clip))
-    frames = []
-    while True:
-        ok, bgr = cap.read()
-        if not ok:
-            break
-        frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-    cap.release()
-    return frames
+    return sequential_rgb_frames(real_clip)
 
 
 def test_probe_real_clip(real_clip: Path) -> None:

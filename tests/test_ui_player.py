@@ -16,7 +16,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
-import cv2
+from tests.media_reference import sequential_rgb_frames
 import numpy as np
 import pytest
 from PySide6.QtCore import QPoint, QPointF, Qt
@@ -77,23 +77,11 @@ def player(qtbot) -> PlayerWidget:
     return widget
 
 
-def _sequential_frames(path: Path) -> list[np.ndarray]:
-    cap = cv2.VideoCapture(str(path))
-    frames = []
-    while True:
-        ok, bgr = cap.read()
-        if not ok:
-            break
-        frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
-    cap.release()
-    return frames
-
-
 # --------------------------------------------------------------------------- frames
 
 
 def test_seek_shows_the_frame_of_that_time(player: PlayerWidget, real_clip: Path) -> None:
-    reference = _sequential_frames(real_clip)
+    reference = sequential_rgb_frames(real_clip)
     player.load(str(real_clip))
     info = player.info
     assert info is not None and len(reference) == info.frame_count
