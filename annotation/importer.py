@@ -17,7 +17,7 @@ from sqlalchemy import Engine, and_, bindparam, insert, select, update
 
 from annotation.clipname import parse_clip_name
 from annotation.errors import DataFileError
-from annotation.grid import PSEUDO_SHAPE, pack
+from annotation.grid import PSEUDO_SHAPE, from_pseudo_layout, pack
 from annotation.llp_csv import dense_grids, read_dense_csv, read_weak_csv
 from annotation.models import Clip, FeatureSet, LabelTrack, Review
 from annotation.store import utcnow, validate_source
@@ -105,7 +105,8 @@ def _npy_files(folder: Path) -> dict[str, Path]:
         return {e.name[:-4]: Path(e.path) for e in entries if e.name.endswith(".npy") and e.is_file()}
 
 
-def _load_pseudo(path: Path, clip: str) -> np.ndarray:
+def load_pseudo(path: Path, clip: str) -> np.ndarray:
+    """A (10, 25) pseudo-label .npy, fully validated, as a (25, 10) grid (import and training read it)."""
     with open(path, "rb") as handle:
         if handle.read(len(NPY_MAGIC)) != NPY_MAGIC:
             raise DataFileError(path, "not a .npy file (no NumPy header); expected (10, 25) 0/1 integers", clip=clip)
@@ -119,7 +120,7 @@ def _load_pseudo(path: Path, clip: str) -> np.ndarray:
         raise DataFileError(path, f"dtype {array.dtype}; expected integer 0/1 (int64 as VALOR writes)", clip=clip)
     if array.size and (array.min() < 0 or array.max() > 1):
         raise DataFileError(path, f"values outside 0/1 (min {array.min()}, max {array.max()})", clip=clip)
-    return array.T.astype(np.uint8)
+    return from_pseudo_layout(array)
 
 
 def _first_shape(files: dict[str, Path]) -> str | None:
@@ -169,7 +170,7 @@ def read_dataset(data_dir: Path, report: ImportReport, progress: Progress | None
         report.unmatched_pseudo_files[track] = len(files) - len(matched)
         loaded = {}
         for i, (vid, path) in enumerate(matched, 1):
-            loaded[by_id[vid]] = _load_pseudo(path, by_id[vid])
+            loaded[by_id[vid]] = load_pseudo(path, by_id[vid])
             if i % 2000 == 0 or i == len(matched):
                 note(f"{track} pseudo-labels", i, len(matched))
         grids[(track, "pseudo")] = loaded

@@ -27,8 +27,7 @@ from torch.utils.data import Dataset, default_collate
 
 from annotation.errors import DataFileError
 from annotation.exporter import select_grids
-from annotation.grid import PSEUDO_SHAPE
-from annotation.importer import DENSE_FILES, PSEUDO_DIRS, WEAK_FILES
+from annotation.importer import DENSE_FILES, PSEUDO_DIRS, WEAK_FILES, load_pseudo
 from annotation.llp_csv import dense_grids, read_dense_csv, read_weak_csv
 from annotation.models import Review
 from annotation.taxonomy import NUM_CLASSES, NUM_SEGMENTS, parse_label_list
@@ -80,10 +79,7 @@ class LabelSet:
 def _read_pseudo_file(path: Path, clip: str) -> np.ndarray | None:
     if not path.exists():
         return None
-    array = np.load(path, allow_pickle=False)
-    if array.shape != PSEUDO_SHAPE:
-        raise DataFileError(path, f"shape {array.shape}; expected {PSEUDO_SHAPE}", clip=clip)
-    return array.astype(np.float32)
+    return load_pseudo(path, clip).T.astype(np.float32)  # back to the (segments, classes) layout
 
 
 def labels_from_folder(data_dir: str | Path) -> LabelSet:
