@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (
 )
 from sqlalchemy import Engine
 
+from annotation.db import DatabaseError, open_database
 from annotation.importer import import_llp
 from annotation.media import MediaError, decode_audio
 from annotation.queue import ReviewQueue
@@ -330,15 +331,13 @@ class MainWindow(QMainWindow):
 
     # ---- dialogs -----------------------------------------------------------------------
     def open_database_dialog(self) -> None:
-        from annotation.db import open_database
-
         path, _ = QFileDialog.getOpenFileName(self, "Open database", str(Path.home()),
                                               "SQLite databases (*.sqlite *.db);;All files (*)")
         if not path:
             return
         try:
             engine = open_database(path)
-        except Exception as exc:  # a bad file must not kill the window
+        except DatabaseError as exc:  # a bad file must not kill the window
             QMessageBox.critical(self, "Cannot open database", f"{path}:\n{exc}")
             return
         self.set_database(engine, path)
