@@ -18,11 +18,10 @@ from sqlalchemy import Engine
 
 from annotation.db import DatabaseError, open_database
 from annotation.importer import import_llp
-from annotation.media import MediaError, decode_audio
 from annotation.queue import ReviewQueue
 from annotation.store import LabelStore, NotFoundError
 from annotation.taxonomy import DISPLAY_NAMES
-from ui.audio_view import AudioView
+from ui.audio_view import AudioView, load_audio
 from ui.clip_panel import ClipPanel
 from ui.conflict_dialog import ConflictDialog
 from ui.editor_keys import EditorKeys
@@ -37,7 +36,6 @@ from ui.settings_dialog import SettingsDialog
 from ui.timeline import TimelinePanel
 from ui.workers import BackgroundTask
 
-AUDIO_RATE = 16000
 # actions that only make sense while the editor area (not a text field or the queue) has focus
 EDITOR_SCOPED = {"segment_prev", "segment_next", "select_prev", "select_next", "row_up", "row_down",
                  "toggle_cell", "switch_track"}
@@ -49,7 +47,7 @@ class MainWindow(QMainWindow):
         self.prefs = prefs
         self.setWindowTitle("AVVP Studio")
         self.resize(1440, 920)
-        self._audio_cache: OrderedDict[str, tuple[np.ndarray, int] | None] = OrderedDict()
+        self._audio_cache: OrderedDict[str | None, tuple[np.ndarray | None, int]] = OrderedDict()
         self.last_open_ms: float | None = None
 
         self.player = PlayerWidget()
@@ -222,23 +220,17 @@ class MainWindow(QMainWindow):
         self.keys.reset()
         self.clip_panel.show_clip(clip, view.review, view.edited)
         self.player.load(clip.video_path)
-        audio = self._audio(clip.video_path)
-        if audio is None:
-            self.audio_view.set_audio(None, AUDIO_RATE, self.player.duration())
-        else:
-            self.audio_view.set_audio(audio[0], audio[1], self.player.duration())
+        samples, rate = self._audio(clip.video_path)
+        self.audio_view.set_audio(samples, rate, self.player.duration())
         self.timelines.set_playhead_segment(0)
         self.last_open_ms = (time.perf_counter() - started) * 1000
         self.statusBar().showMessage(f"{clip.filename} · opened in {self.last_open_ms:.0f} ms", 4000)
 
-    def _audio(self, path: str | None) -> tuple[np.ndarray, int] | None:
-        if not path:
-            return None
+    def _audio(self, path: str | None) -> tuple[np.ndarray | None, int]:
+        """The audio view's samples (None: no file or no track), kept for the last 16 clips visited."""
         if path not in self._audio_cache:
-            try:
-                self._audio_cache[path] = decode_audio(path, rate=AUDIO_RATE, mono=True)
-            except MediaError:
-                self._audio_cache[path] = None
+            samples, rate, _ = load_audio(path)
+            self._audio_cache[path] = (samples, rate)
             while len(self._audio_cache) > 16:
                 self._audio_cache.popitem(last=False)
         return self._audio_cache[path]
