@@ -1,14 +1,17 @@
-"""Benchmark: the chunked selective scan vs the sequential reference on CPU.
+"""Benchmark: the fast CPU selective scans vs the sequential reference.
 
 Run `python benchmarks/bench_scan.py [--threads N] [--quick]`. Shapes of the issue:
 batch 8, dim 256, N 16, variable B/C (batch, N, L), L in {10, 100, 1000, 4096}, with D, z,
 delta_bias and softplus as a Mamba layer calls it; forward (no grad) and forward+backward
-(gradients of all eight inputs). Target: chunked >= 5x faster than the reference at
-L >= 100. Ratios use the best of N runs of each side (medians are saved too): the
-project's machines are shared, and a descheduled OpenMP thread stalls a run by
-milliseconds. The reference's forward+backward at L=4096 (GBs of autograd state) is run
-once. Also reported: the peak resident-memory growth of one forward+backward at L=4096,
-and forward+backward at L=1000 for a few block sizes. Figures: bench-results/scan.json.
+(gradients of all eight inputs). Fast backends: "native" (the C kernel, what
+`selective_scan` runs on a CPU) and "chunked" (PyTorch, the fallback without a C
+compiler). Target: the CPU default >= 5x faster than the reference at L >= 100; the
+chunked figures are reported beside it. Ratios use the best of N runs of each side
+(medians are saved too): the project's machines are shared, and a descheduled thread
+stalls a run by milliseconds. The reference's forward+backward at L=4096 (GBs of autograd
+state) is run once. Also reported: the peak resident-memory growth of one
+forward+backward at L=4096, and the chunked scan's forward+backward at L=1000 for a few
+block sizes. Figures: bench-results/scan.json.
 """
 from __future__ import annotations
 
@@ -24,7 +27,9 @@ import torch
 
 from common import save, verdict  # noqa: E402  (common puts the repository on sys.path)
 
-from inference.ssm import selective_scan_chunked, selective_scan_ref  # noqa: E402
+from inference.ssm import (  # noqa: E402
+    native_unavailable_reason, selective_scan_chunked, selective_scan_native, selective_scan_ref,
+)
 from inference.ssm.chunked import DEFAULT_BLOCK_ELEMENTS, plan_blocks  # noqa: E402
 
 BATCH, DIM, DSTATE = 8, 256, 16
@@ -129,17 +134,25 @@ def main(argv: list[str] | None = None) -> int:
     print(f"selective scan, CPU, batch {BATCH}, dim {DIM}, N {DSTATE}, variable B/C, D+z+delta_bias+softplus; "
           f"{args.threads} threads, load average {load_before:.2f}")
 
+    reason = native_unavailable_reason()
+    fast = {"chunked": selective_scan_chunked} if reason else {"native": selective_scan_native,
+                                                               "chunked": selective_scan_chunked}
+    default = next(iter(fast)) if reason else "native"
+    if reason:
+        print(f"native kernel unavailable ({reason}): the CPU default is the chunked scan")
     rows: dict[int, dict] = {}
     memory: dict[str, float] = {}
-    for length in lengths:  # all chunked runs first: the reference's GBs would blur the memory figure
+    for length in lengths:  # all fast runs first: the reference's GBs would blur the memory figure
         inputs = make_inputs(length)
-        mem = memory if length == 4096 else None
-        fwd, out = timed(forward(selective_scan_chunked, inputs), repeats(length, False, False))
-        fb, (_, grads) = timed(forward_backward(selective_scan_chunked, inputs), repeats(length, False, True),
-                               mem, "chunked_fwdbwd_L4096")
-        block_len, span_len = plan_blocks(BATCH, DIM, DSTATE, length)
-        rows[length] = {"L": length, "chunked_fwd_s": fwd, "chunked_fwdbwd_s": fb,
-                        "block_len": block_len, "span_len": span_len, "_out": out, "_grads": grads}
+        row = rows[length] = {"L": length, "block_len": plan_blocks(BATCH, DIM, DSTATE, length)[0], "_out": {},
+                              "_grads": {}}
+        for name, scan in fast.items():
+            mem = memory if length == 4096 else None
+            fwd, out = timed(forward(scan, inputs), repeats(length, False, False))
+            fb, (_, grads) = timed(forward_backward(scan, inputs), repeats(length, False, True), mem,
+                                   f"{name}_fwdbwd_L4096")
+            row[f"{name}_fwd_s"], row[f"{name}_fwdbwd_s"] = fwd, fb
+            row["_out"][name], row["_grads"][name] = out, grads
     for length in lengths:
         inputs = make_inputs(length)
         row = rows[length]
@@ -148,12 +161,14 @@ def main(argv: list[str] | None = None) -> int:
         fb, (_, grads) = timed(forward_backward(selective_scan_ref, inputs), repeats(length, True, True),
                                mem, "reference_fwdbwd_L4096")
         row.update(reference_fwd_s=fwd, reference_fwdbwd_s=fb)
-        row["max_abs_diff_out"] = (row.pop("_out") - out).abs().max().item()
-        row["max_rel_diff_grads"] = max(
-            ((a - b).abs().max() / b.abs().max().clamp_min(1e-30)).item() for a, b in zip(row.pop("_grads"), grads)
-        )
-        row["ratio_fwd"] = fwd["best"] / row["chunked_fwd_s"]["best"]
-        row["ratio_fwdbwd"] = fb["best"] / row["chunked_fwdbwd_s"]["best"]
+        outs, all_grads = row.pop("_out"), row.pop("_grads")
+        for name in fast:
+            row[f"{name}_max_abs_diff_out"] = (outs[name] - out).abs().max().item()
+            row[f"{name}_max_rel_diff_grads"] = max(
+                ((a - b).abs().max() / b.abs().max().clamp_min(1e-30)).item() for a, b in zip(all_grads[name], grads)
+            )
+            row[f"{name}_ratio_fwd"] = fwd["best"] / row[f"{name}_fwd_s"]["best"]
+            row[f"{name}_ratio_fwdbwd"] = fb["best"] / row[f"{name}_fwdbwd_s"]["best"]
 
     sweep = {}
     if not args.quick:  # how the block size trades per-op overhead against cache footprint
@@ -163,25 +178,26 @@ def main(argv: list[str] | None = None) -> int:
             scan = lambda *a, e=elements, **k: selective_scan_chunked(*a, block_elements=e, **k)  # noqa: E731
             sweep[block_len] = timed(forward_backward(scan, inputs), 3)[0]["best"]
 
-    print("\nbest of N runs each")
-    print(f"{'L':>5} {'ref fwd':>9} {'chunked':>9} {'ratio':>6}   {'ref f+b':>9} {'chunked':>9} {'ratio':>6}   "
+    print(f"\nbest of N runs each; ratio = reference time / backend time; CPU default: {default}")
+    print(f"{'L':>5} {'backend':>8} {'ref fwd':>9} {'fwd':>9} {'ratio':>6}   {'ref f+b':>9} {'f+b':>9} {'ratio':>6}   "
           f"{'max|dout|':>9} {'grad rel':>8}")
     ok = True
     for row in rows.values():
-        ms = {k: row[k]["best"] * 1e3 for k in ("reference_fwd_s", "chunked_fwd_s", "reference_fwdbwd_s",
-                                                  "chunked_fwdbwd_s")}
-        print(f"{row['L']:>5} {ms['reference_fwd_s']:>7.1f}ms {ms['chunked_fwd_s']:>7.1f}ms "
-              f"{row['ratio_fwd']:>5.1f}x   {ms['reference_fwdbwd_s']:>7.0f}ms "
-              f"{ms['chunked_fwdbwd_s']:>7.1f}ms {row['ratio_fwdbwd']:>5.1f}x   "
-              f"{row['max_abs_diff_out']:>9.1e} {row['max_rel_diff_grads']:>8.1e}")
+        for name in fast:
+            ms = {k: row[k]["best"] * 1e3 for k in ("reference_fwd_s", f"{name}_fwd_s", "reference_fwdbwd_s",
+                                                      f"{name}_fwdbwd_s")}
+            print(f"{row['L']:>5} {name:>8} {ms['reference_fwd_s']:>7.1f}ms {ms[f'{name}_fwd_s']:>7.1f}ms "
+                  f"{row[f'{name}_ratio_fwd']:>5.1f}x   {ms['reference_fwdbwd_s']:>7.0f}ms "
+                  f"{ms[f'{name}_fwdbwd_s']:>7.1f}ms {row[f'{name}_ratio_fwdbwd']:>5.1f}x   "
+                  f"{row[f'{name}_max_abs_diff_out']:>9.1e} {row[f'{name}_max_rel_diff_grads']:>8.1e}")
         if row["L"] >= 100:
-            row_ok = min(row["ratio_fwd"], row["ratio_fwdbwd"]) >= TARGET
+            row_ok = min(row[f"{default}_ratio_fwd"], row[f"{default}_ratio_fwdbwd"]) >= TARGET
             ok &= row_ok
-            print(f"      L={row['L']}: >= {TARGET:.0f}x forward and forward+backward: {verdict(row_ok)}")
+            print(f"      L={row['L']}: {default} >= {TARGET:.0f}x forward and forward+backward: {verdict(row_ok)}")
     if sweep:
         print("block size at L=1000, forward+backward: "
               + ", ".join(f"{b} steps {t * 1e3:.0f}ms" for b, t in sweep.items())
-              + f" (default: {plan_blocks(BATCH, DIM, DSTATE, 1000)[0]} steps)")
+              + f" (chunked scan; default: {plan_blocks(BATCH, DIM, DSTATE, 1000)[0]} steps)")
     if memory:
         print("peak RSS growth of one forward+backward at L=4096 (outputs and gradients included): "
               + ", ".join(f"{k.split('_')[0]} {v:.0f} MiB" for k, v in memory.items()))
@@ -190,11 +206,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"note: load average {load_before:.2f} -> {load_after:.2f} on {os.cpu_count()} CPUs: other processes "
               "competed for the cores; rerun on a quiet machine (or with --threads 1) for stable figures")
     elapsed = time.perf_counter() - started
-    print(f"overall: {verdict(ok)} (target >= {TARGET:.0f}x at L >= 100); {elapsed:.0f} s; "
+    print(f"overall: {verdict(ok)} (target >= {TARGET:.0f}x at L >= 100, {default}); {elapsed:.0f} s; "
           f"load average {load_after:.2f}")
     save("scan", {
         "shape": {"batch": BATCH, "dim": DIM, "dstate": DSTATE, "B_C": "variable (batch, N, L)",
                   "options": "D, z, delta_bias, delta_softplus"},
+        "cpu_default": default, "native_unavailable_reason": reason,
         "threads": args.threads, "cpus": os.cpu_count(), "machine": platform.processor() or platform.machine(),
         "torch": torch.__version__, "default_block_elements": DEFAULT_BLOCK_ELEMENTS,
         "load_average": [load_before, load_after], "seconds": elapsed,

@@ -11,7 +11,9 @@ import pytest
 import torch
 
 from inference import ssm
-from inference.ssm import pick_backend, selective_scan, selective_scan_chunked, selective_scan_ref
+from inference.ssm import (
+    native, pick_backend, selective_scan, selective_scan_chunked, selective_scan_native, selective_scan_ref,
+)
 
 F64 = dict(rtol=1e-9, atol=1e-11)
 NAMES = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")
@@ -60,9 +62,9 @@ def run(fn, inputs, options, **kwargs):
     return outs, dict(zip(used, grads))
 
 
-def assert_agree(inputs, options, tol=F64, **kwargs):
+def assert_agree(inputs, options, tol=F64, fn=selective_scan_chunked, **kwargs):
     ref_out, ref_grads = run(selective_scan_ref, inputs, options)
-    out, grads = run(selective_scan_chunked, inputs, options, **kwargs)
+    out, grads = run(fn, inputs, options, **kwargs)
     assert len(out) == len(ref_out)
     for a, b in zip(out, ref_out):
         assert a.dtype == b.dtype and a.shape == b.shape
@@ -97,6 +99,38 @@ def test_chunked_matches_reference(b_kind, c_kind, options, length):
     assert_agree(inputs, options)  # one block
 
 
+@pytest.mark.parametrize("b_kind,c_kind", KINDS, ids=lambda k: str(k))
+@pytest.mark.parametrize("options", list(OPTIONS.values()), ids=list(OPTIONS))
+@pytest.mark.parametrize("length", [1, 13])
+def test_native_matches_reference(b_kind, c_kind, options, length):
+    inputs = make_inputs(length=length, b_kind=b_kind, c_kind=c_kind)
+    assert_agree(inputs, options, fn=selective_scan_native)
+
+
+@pytest.mark.parametrize("dstate", [5, 16, 20, 32])
+@pytest.mark.parametrize("b_kind,c_kind", KINDS, ids=lambda k: str(k))
+def test_native_float32_tiles_agree_with_float64(dstate, b_kind, c_kind):
+    # float32 runs whole 16-state tiles through hand-vectorised code and the rest lane by lane
+    inp64 = make_inputs(batch=3, dim=8, dstate=dstate, length=37, b_kind=b_kind, c_kind=c_kind, seed=dstate)
+    ref, ref_grads = run(selective_scan_ref, inp64, OPTIONS["all+last"])
+    out, grads = run(selective_scan_native, {k: v.float() for k, v in inp64.items()}, OPTIONS["all+last"])
+    for a, b in zip(out, ref):
+        assert a.dtype == torch.float32
+        torch.testing.assert_close(a.double(), b, rtol=1e-4, atol=1e-5 * b.abs().max().item())
+    for k in grads:
+        scale = ref_grads[k].abs().max().item()
+        torch.testing.assert_close(grads[k].double(), ref_grads[k], rtol=1e-4, atol=1e-5 * scale, msg=k)
+
+
+@pytest.mark.parametrize("workers", [1, 3, 7])
+@pytest.mark.parametrize("b_kind", ["variable", "grouped", "invariant"])
+def test_native_threads_split_rows(monkeypatch, workers, b_kind):
+    # rows split unevenly over workers, whose partial gradients of B and C are summed
+    monkeypatch.setattr(native, "_workers", lambda *shape: workers)
+    inputs = make_inputs(batch=3, dim=8, dstate=16, length=21, b_kind=b_kind, groups=4, seed=13)
+    assert_agree(inputs, OPTIONS["all+last"], fn=selective_scan_native)
+
+
 @pytest.mark.parametrize("block_elements", [1, 64, 500, 4096])
 @pytest.mark.parametrize("b_kind", ["variable", "grouped", "invariant"])
 def test_block_sizes_agree(block_elements, b_kind):
@@ -110,37 +144,48 @@ def test_block_sizes_agree(block_elements, b_kind):
     ids=["strong-decay", "near-identity", "growing"],
 )
 def test_long_sequence_is_stable(a_range, delta_range):
-    inputs = make_inputs(length=300, a_range=a_range, delta_range=delta_range, seed=5)
+    inputs = make_inputs(length=300, dstate=16, a_range=a_range, delta_range=delta_range, seed=5)
     options = {"D": True, "z": True, "last_state": True}
     out, grads = run(selective_scan_chunked, inputs, options, block_elements=2048)
     assert all(torch.isfinite(t).all() for t in (*out, *grads.values()))
     assert_agree(inputs, options, block_elements=2048)
+    assert_agree(inputs, options, fn=selective_scan_native)
+    out32, grads32 = run(selective_scan_native, {k: v.float() for k, v in inputs.items()}, options)
+    assert all(torch.isfinite(t).all() for t in (*out32, *grads32.values()))
 
 
 def test_softplus_threshold_both_sides():
     inputs = make_inputs(length=30, delta_range=(-30.0, 30.0), a_range=(-0.1, -0.01), seed=12)
     assert (inputs["delta"] > 21).any() and (inputs["delta"] < 19).any()
     assert_agree(inputs, OPTIONS["all+last"], block_elements=192)
+    assert_agree(inputs, OPTIONS["all+last"], fn=selective_scan_native)
 
 
-def test_strong_decay_forgets_and_weak_decay_remembers():
-    u = torch.zeros(1, 2, 50, dtype=torch.float64)
-    u[..., 0] = 1.0
-    delta = torch.ones_like(u)
-    A = torch.tensor([[-50.0], [-1e-6]], dtype=torch.float64)
-    B = C = torch.ones(2, 1, dtype=torch.float64)
-    out = selective_scan(u, delta, A, B, C)
-    assert out[0, 0, 0] == 1.0 and out[0, 0, 1:].abs().max() < 1e-20
-    torch.testing.assert_close(out[0, 1], torch.ones(50, dtype=torch.float64), rtol=1e-4, atol=0)
+def test_native_float32_softplus_and_gate_match_torch():
+    # the kernel's own float32 exp/log/sigmoid against torch's, over the whole useful range;
+    # L = 1, u = B = C = 1: out = softplus(x), or with dt = 0, D = 1: out = silu(z)
+    x = torch.linspace(-100, 100, 20001).view(-1, 1, 1)
+    ones, zero_a = torch.ones(1, 1), torch.zeros(1, 1)
+    u = torch.ones_like(x)
+    # exp of a float32 x is only as exact as x: relative error up to |x| * eps (6e-6 at |x| = 100);
+    # exponentials below 2^-125 are 0 in the kernel, subnormal or 0 in torch
+    tiny = 2.0**-125
+    dt = selective_scan_native(u, x, zero_a, ones, ones, delta_softplus=True)
+    torch.testing.assert_close(dt, torch.nn.functional.softplus(x.double()).float(), rtol=1e-5, atol=tiny)
+    gated = selective_scan_native(u, torch.zeros_like(x), zero_a, ones, ones, D=torch.ones(1), z=x)
+    silu = torch.nn.functional.silu(x.double()).float()
+    torch.testing.assert_close(gated, silu, rtol=1e-5, atol=100 * tiny)  # silu(x) = x e^x for x << 0
 
 
-def test_gradcheck_tiny():
+@pytest.mark.parametrize("backend", ["chunked", "native"])
+def test_gradcheck_tiny(backend):
     inputs = make_inputs(batch=1, dim=2, dstate=2, length=5, b_kind="grouped", c_kind="variable", groups=2, seed=7)
     leaves = [inputs[k].clone().requires_grad_() for k in NAMES]
+    extra = {"block_elements": 4} if backend == "chunked" else {}
+    scan = selective_scan_chunked if backend == "chunked" else selective_scan_native
 
     def fn(u, delta, A, B, C, D, z, delta_bias):
-        return selective_scan_chunked(u, delta, A, B, C, D, z, delta_bias, delta_softplus=True,
-                                      return_last_state=True, block_elements=4)
+        return scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus=True, return_last_state=True, **extra)
 
     assert torch.autograd.gradcheck(fn, leaves)
 
@@ -168,7 +213,7 @@ def scalar_loop(inp, softplus):
 def test_reference_matches_scalar_formulas(softplus):
     inp = make_inputs(batch=2, dim=4, dstate=3, length=6, b_kind="grouped", groups=2, seed=11)
     expected = scalar_loop(inp, softplus)
-    for fn in (selective_scan_ref, selective_scan_chunked):
+    for fn in (selective_scan_ref, selective_scan_chunked, selective_scan_native):
         out = fn(*(inp[k] for k in NAMES), delta_softplus=softplus)
         torch.testing.assert_close(out, expected, **F64)
 
@@ -181,12 +226,16 @@ def test_variable_bc_is_grouped_bc_with_one_group():
     torch.testing.assert_close(three_d, four_d, **F64)
 
 
-def test_float32_agrees_with_float64():
+@pytest.mark.parametrize("backend", ["chunked", "native"])
+def test_float32_agrees_with_float64(backend):
     inp64 = make_inputs(batch=3, dim=16, dstate=8, length=70, b_kind="variable", seed=4)
     inp32 = {k: v.float() for k, v in inp64.items()}
     options = OPTIONS["all+last"]
     ref, ref_grads = run(selective_scan_ref, inp64, options)
-    out, grads = run(selective_scan_chunked, inp32, options, block_elements=512)
+    if backend == "chunked":
+        out, grads = run(selective_scan_chunked, inp32, options, block_elements=512)
+    else:
+        out, grads = run(selective_scan_native, inp32, options)
     assert [o.dtype for o in out] == [torch.float32, torch.float32]
     for a, b in zip(out, ref):
         torch.testing.assert_close(a.double(), b, rtol=1e-4, atol=1e-4)
@@ -200,7 +249,7 @@ def test_half_inputs_compute_in_float32(dtype):
     inp = make_inputs(batch=2, dim=8, dstate=4, length=20, seed=6)
     half = {k: v.to(dtype) for k, v in inp.items()}
     options = {"D": True, "z": True, "last_state": True}
-    for fn in (selective_scan_ref, selective_scan_chunked):
+    for fn in (selective_scan_ref, selective_scan_chunked, selective_scan_native):
         (out, last), grads = run(fn, half, options)
         assert out.dtype == dtype and last.dtype == torch.float32  # as mamba_ssm: output in u's dtype
         assert all(grads[k].dtype == dtype for k in grads)
@@ -213,14 +262,16 @@ def test_half_inputs_compute_in_float32(dtype):
 def test_gradient_of_one_output_only(use):
     inp = make_inputs(b_kind="grouped", length=20, seed=10)
     grads = []
-    for fn in (selective_scan_ref, selective_scan_chunked):
+    for fn in (selective_scan_ref, selective_scan_chunked, selective_scan_native):
         leaves = [inp[k].clone().requires_grad_() for k in NAMES]
         out, last = fn(*leaves, delta_softplus=True, return_last_state=True)
         loss = (out if use == "out" else last).square().sum()
         grads.append(torch.autograd.grad(loss, leaves, allow_unused=True))
-    for name, a, b, x in zip(NAMES, *grads, (inp[k] for k in NAMES)):
-        zeros = torch.zeros_like(x)  # autograd says None where the chunked backward gives zeros
-        torch.testing.assert_close(zeros if a is None else a, zeros if b is None else b, **F64, msg=name)
+    for name, a, *others in zip(NAMES, *grads):
+        x = inp[name]
+        zeros = torch.zeros_like(x)  # autograd says None where the fused backwards give zeros
+        for b in others:
+            torch.testing.assert_close(zeros if a is None else a, zeros if b is None else b, **F64, msg=name)
 
 
 def test_float64_stays_float64():
@@ -234,14 +285,16 @@ def test_only_some_inputs_require_grad():
     inp = make_inputs(b_kind="grouped", seed=9)
     leaves = {k: inp[k].clone().requires_grad_(k in ("u", "C")) for k in NAMES}
     grads = []
-    for fn in (selective_scan_ref, selective_scan_chunked):
+    for fn in (selective_scan_ref, selective_scan_chunked, selective_scan_native):
         out = fn(*(leaves[k] for k in NAMES))
         grads.append(torch.autograd.grad(out.square().sum(), [leaves["u"], leaves["C"]]))
-    for a, b in zip(*grads):
-        torch.testing.assert_close(a, b, **F64)
+    for ref, *others in zip(*grads):
+        for other in others:
+            torch.testing.assert_close(other, ref, **F64)
     with torch.no_grad():
-        torch.testing.assert_close(selective_scan_chunked(*(inp[k] for k in NAMES)),
-                                   selective_scan_ref(*(inp[k] for k in NAMES)), **F64)
+        for fn in (selective_scan_chunked, selective_scan_native):
+            torch.testing.assert_close(fn(*(inp[k] for k in NAMES)), selective_scan_ref(*(inp[k] for k in NAMES)),
+                                       **F64)
 
 
 def test_non_contiguous_inputs():
@@ -272,7 +325,7 @@ BAD = {
 }
 
 
-@pytest.mark.parametrize("backend", ["auto", "reference", "chunked"])
+@pytest.mark.parametrize("backend", ["auto", "reference", "chunked", "native"])
 @pytest.mark.parametrize("bad", list(BAD.values()), ids=list(BAD))
 def test_shape_errors_are_clear(bad, backend):
     change, message = bad
@@ -288,14 +341,79 @@ def test_unknown_backend():
         selective_scan(inp["u"], inp["delta"], inp["A"], inp["B"], inp["C"], backend="triton")
 
 
-def test_auto_picks_chunked_on_cpu(monkeypatch):
+def test_auto_picks_native_on_cpu(monkeypatch):
+    inp = make_inputs()
+    args = [inp[k] for k in ("u", "delta", "A", "B", "C")]
+    assert pick_backend(*args) == "native"
+    # even with mamba_ssm importable, CPU tensors never go to the CUDA kernel
+    monkeypatch.setattr(ssm.dispatch, "mamba_selective_scan", lambda: (lambda *a: pytest.fail("kernel called")))
+    assert pick_backend(*args) == "native"
+    torch.testing.assert_close(selective_scan(*args), selective_scan_native(*args), rtol=0, atol=0)
+
+
+@pytest.fixture
+def fresh_kernel(monkeypatch, tmp_path):
+    """The kernel loader with nothing loaded and its cache in tmp_path."""
+    monkeypatch.setattr(native, "_loaded", {})
+    monkeypatch.setenv("AVVP_KERNEL_CACHE", str(tmp_path / "kernels"))
+    return tmp_path / "kernels"
+
+
+def test_kernel_is_built_once_per_cache(fresh_kernel):
+    first = native.build_kernel()
+    assert first.parent == fresh_kernel and first.suffix == ".so"
+    stamp = first.stat().st_mtime_ns
+    assert native.build_kernel() == first and first.stat().st_mtime_ns == stamp  # reused, not rebuilt
+    assert list(fresh_kernel.iterdir()) == [first]  # no temporary files left behind
+
+
+@pytest.mark.parametrize("flags", native._FLAG_SETS, ids=["native+openmp", "native+pthreads", "portable"])
+def test_every_build_variant_agrees(fresh_kernel, monkeypatch, flags):
+    # the loader takes the first variant that builds and loads; each must be right on its own
+    try:
+        lib = native._open(native.build_kernel(flags=flags))
+    except native.KernelBuildError as exc:
+        if flags is native._FLAG_SETS[0] and "openmp" in str(exc).lower():
+            pytest.skip(f"this compiler has no OpenMP: {exc}")
+        raise
+    assert lib.scan_uses_openmp() == ("-fopenmp" in flags)
+    monkeypatch.setattr(native, "_loaded", {"lib": lib, "reason": None})
+    monkeypatch.setattr(native, "_workers", lambda *shape: 3)
+    for dtype in (torch.float64, torch.float32):
+        inputs = {k: v.to(dtype) for k, v in make_inputs(dim=8, dstate=20, length=17, seed=14).items()}
+        tol = F64 if dtype == torch.float64 else dict(rtol=1e-4, atol=1e-4)
+        assert_agree(inputs, OPTIONS["all+last"], tol=tol, fn=selective_scan_native)
+
+
+def test_without_a_compiler_auto_falls_back_to_chunked(fresh_kernel, monkeypatch, caplog):
+    monkeypatch.setattr(native.shutil, "which", lambda name: None)
     inp = make_inputs()
     args = [inp[k] for k in ("u", "delta", "A", "B", "C")]
     assert pick_backend(*args) == "chunked"
-    # even with mamba_ssm importable, CPU tensors never go to the kernel
-    monkeypatch.setattr(ssm.dispatch, "mamba_selective_scan", lambda: (lambda *a: pytest.fail("kernel called")))
-    assert pick_backend(*args) == "chunked"
-    torch.testing.assert_close(selective_scan(*args), selective_scan_chunked(*args), rtol=0, atol=0)
+    assert "no C compiler found" in native.native_unavailable_reason()
+    assert "using the chunked PyTorch scan" in caplog.text
+    torch.testing.assert_close(selective_scan(*args), selective_scan_ref(*args), **F64)
+    with pytest.raises(RuntimeError, match="backend='native' is unavailable: no C compiler"):
+        selective_scan(*args, backend="native")
+
+
+def test_a_failing_build_reports_the_compiler_error(fresh_kernel, monkeypatch, tmp_path):
+    broken = tmp_path / "src"
+    broken.mkdir()
+    for name in native.SOURCES:
+        (broken / name).write_text("this is not C;\n")
+    monkeypatch.setattr(native, "KERNEL_DIR", broken)
+    with pytest.raises(native.KernelBuildError, match="compiling kernel/scan.c failed:(.|\n)*error"):
+        native.build_kernel()
+    assert not any(fresh_kernel.glob("*.so"))
+    assert native.native_kernel() is None and "error" in native.native_unavailable_reason()
+
+
+def test_native_can_be_turned_off(fresh_kernel, monkeypatch):
+    monkeypatch.setenv("AVVP_NATIVE_SCAN", "0")
+    inp = make_inputs()
+    assert pick_backend(*(inp[k] for k in ("u", "delta", "A", "B", "C"))) == "chunked"
+    assert native.native_unavailable_reason() == "turned off by AVVP_NATIVE_SCAN"
 
 
 def test_cuda_backend_on_cpu_tensors_says_why():

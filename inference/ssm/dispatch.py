@@ -1,4 +1,4 @@
-"""`selective_scan`: one entry point, three backends, mamba_ssm only ever optional.
+"""`selective_scan`: one entry point, four backends, mamba_ssm only ever optional.
 
 mamba_ssm does not import without its compiled CUDA kernels (see docs/platform-notes:
 nothing of it, not even its reference, loads on a CPU-only torch), so it is imported
@@ -14,10 +14,11 @@ from torch import Tensor
 
 from .checks import check_inputs
 from .chunked import selective_scan_chunked
+from .native import native_kernel, native_unavailable_reason, selective_scan_native
 from .reference import selective_scan_ref
 
-Backend = Literal["auto", "reference", "chunked", "cuda"]
-BACKENDS: tuple[str, ...] = ("auto", "reference", "chunked", "cuda")
+Backend = Literal["auto", "reference", "chunked", "native", "cuda"]
+BACKENDS: tuple[str, ...] = ("auto", "reference", "chunked", "native", "cuda")
 _KERNEL_INPUT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
@@ -64,15 +65,22 @@ def pick_backend(
     backend: Backend = "auto",
 ) -> str:
     """The backend `selective_scan` will run: "auto" is "cuda" when mamba_ssm's kernel can
-    take the inputs, else "chunked" (which runs on any device)."""
+    take the inputs, else "native" for CPU tensors when the C kernel builds, else "chunked"
+    (which runs on any device)."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "auto":
-        return "cuda" if cuda_unsupported_reason(u, delta, A, B, C, D, z, delta_bias) is None else "chunked"
+        if cuda_unsupported_reason(u, delta, A, B, C, D, z, delta_bias) is None:
+            return "cuda"
+        return "native" if u.device.type == "cpu" and native_kernel() is not None else "chunked"
     if backend == "cuda":
         reason = cuda_unsupported_reason(u, delta, A, B, C, D, z, delta_bias)
         if reason is not None:
             raise RuntimeError(f"backend='cuda' is unavailable: {reason}; use backend='auto' or 'chunked'")
+    if backend == "native":
+        reason = native_unavailable_reason() if u.device.type == "cpu" else f"the tensors are on {u.device}"
+        if reason is not None:
+            raise RuntimeError(f"backend='native' is unavailable: {reason}; use backend='auto' or 'chunked'")
     return backend
 
 
@@ -107,8 +115,10 @@ def selective_scan(
     differentiable once (no double backward), like mamba_ssm's kernel.
 
     backend: "auto" (mamba_ssm's CUDA kernel when it imports, the tensors are on CUDA and
-    the dtypes suit it, else "chunked"), "chunked" (fast, any device), "reference"
-    (sequential, for tests), "cuda" (the kernel, or RuntimeError saying why not).
+    the dtypes suit it; on the CPU the compiled C kernel when a C compiler built it; else
+    "chunked"), "native" (the C kernel, CPU only), "chunked" (PyTorch, any device),
+    "reference" (sequential, for tests), "cuda" (mamba_ssm's kernel). "native" and "cuda"
+    raise RuntimeError saying why when they cannot run.
     """
     check_inputs(u, delta, A, B, C, D, z, delta_bias)
     chosen = pick_backend(u, delta, A, B, C, D, z, delta_bias, backend)
@@ -117,4 +127,6 @@ def selective_scan(
         return mamba_selective_scan()(*args)  # type: ignore[misc]
     if chosen == "reference":
         return selective_scan_ref(*args)
+    if chosen == "native":
+        return selective_scan_native(*args)
     return selective_scan_chunked(*args)

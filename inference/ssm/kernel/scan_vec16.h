@@ -1,0 +1,101 @@
+/* Full 16-state tiles of the float32 scan in GCC/clang vector types (included by scan.c).
+ *
+ * Why by hand: written as `omp simd` loops over a tile, the compiler keeps the tile in a
+ * stack array and sums the 16 products of <h, C> through a store and a narrower reload,
+ * which the CPU cannot forward; every step then waits on memory (~25 cycles). Here the
+ * state is one vector variable, the sum is a tree of register shuffles, and a step is a
+ * couple of dozen vector instructions. The compiler maps a 16-float vector to one AVX-512
+ * register, two AVX ones, or four SSE ones.
+ */
+
+typedef float v16f __attribute__((vector_size(64)));
+typedef int32_t v16i __attribute__((vector_size(64)));
+typedef float v8f __attribute__((vector_size(32)));
+typedef float v4f __attribute__((vector_size(16)));
+
+static inline __attribute__((always_inline)) v16f load16(const float *p) {
+    v16f v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline __attribute__((always_inline)) void store16(float *p, v16f v) { memcpy(p, &v, sizeof v); }
+
+static inline __attribute__((always_inline)) v16f splat16(float x) { return (v16f){0} + x; }
+
+static inline __attribute__((always_inline)) v16f select16(v16i mask, v16f a, v16f b) {
+    return (v16f) (((v16i) a & mask) | ((v16i) b & ~mask));
+}
+
+/* exp2_f32 of scan.c, lane by lane. */
+static inline __attribute__((always_inline)) v16f exp2_v16(v16f x) {
+    const v16i tiny = x < splat16(-125.0f);
+    x = select16(tiny, splat16(-125.0f), x);
+    x = select16(x > splat16(126.0f), splat16(126.0f), x);
+    const v16f k = (x + 12582912.0f) - 12582912.0f;
+    const v16f f = x - k;
+    v16f p = splat16(1.5252734e-05f);
+    p = p * f + 1.5403530e-04f;
+    p = p * f + 1.3333558e-03f;
+    p = p * f + 9.6181291e-03f;
+    p = p * f + 5.5504109e-02f;
+    p = p * f + 2.4022651e-01f;
+    p = p * f + 6.9314718e-01f;
+    p = p * f + 1.0f;
+    return (v16f) (((v16i) p + (__builtin_convertvector(k, v16i) << 23)) & ~tiny);
+}
+
+static inline __attribute__((always_inline)) float sum16(v16f v) {
+    const v8f a = __builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7)
+                + __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15);
+    const v4f b = __builtin_shufflevector(a, a, 0, 1, 2, 3) + __builtin_shufflevector(a, a, 4, 5, 6, 7);
+    return (b[0] + b[2]) + (b[1] + b[3]);
+}
+
+/* tile_forward of scan_impl.h for nt = 16 (same arguments but nt). */
+static void tile16_forward(int64_t L, const float *A2, const float *Bp, int64_t b_sl, const float *Cp,
+                           int64_t c_sl, const float *dt, const float *u, float *y, float *H, int64_t ldh,
+                           float *last) {
+    const v16f a2 = load16(A2);
+    v16f h = splat16(0.0f);
+    for (int64_t l = 0; l < L; l++) {
+        const float dtl = dt[l];
+        h = exp2_v16(a2 * dtl) * h + load16(Bp + l * b_sl) * (dtl * u[l]);
+        y[l] += sum16(h * load16(Cp + l * c_sl));
+        if (H) store16(H + l * ldh, h);
+    }
+    store16(last, h);
+}
+
+/* tile_backward of scan_impl.h for nt = 16. A time-invariant B or C (step stride 0) has
+ * its gradient summed in a register rather than through memory at every step. */
+static void tile16_backward(int64_t L, const float *A, const float *A2, const float *Bp, int64_t b_sl,
+                            const float *Cp, int64_t c_sl, float *dBp, float *dCp, const float *dt,
+                            const float *u, const float *dy, const float *H, int64_t ldh, const float *dlast,
+                            float *gB, float *gdt, float *dA) {
+    const v16f a = load16(A), a2 = load16(A2);
+    v16f g = dlast ? load16(dlast) : splat16(0.0f), gA = splat16(0.0f);
+    v16f dB_sum = splat16(0.0f), dC_sum = splat16(0.0f);
+    for (int64_t l = L - 1; l >= 0; l--) {
+        const float dtl = dt[l], dbu = dtl * u[l], dyl = dy[l];
+        const v16f Bl = load16(Bp + l * b_sl), Hl = load16(H + l * ldh), Hp = load16(H + (l - 1) * ldh);
+        const v16f gn = g + load16(Cp + l * c_sl) * dyl;
+        const v16f carry = gn * exp2_v16(a2 * dtl);
+        const v16f q = carry * Hp;
+        if (c_sl)
+            store16(dCp + l * c_sl, load16(dCp + l * c_sl) + Hl * dyl);
+        else
+            dC_sum += Hl * dyl;
+        if (b_sl)
+            store16(dBp + l * b_sl, load16(dBp + l * b_sl) + gn * dbu);
+        else
+            dB_sum += gn * dbu;
+        gB[l] += sum16(gn * Bl);
+        gdt[l] += sum16(q * a);
+        gA += q * dtl;
+        g = carry;
+    }
+    if (!c_sl) store16(dCp, load16(dCp) + dC_sum);
+    if (!b_sl) store16(dBp, load16(dBp) + dB_sum);
+    store16(dA, gA);
+}
