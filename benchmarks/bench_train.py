@@ -100,7 +100,7 @@ def main() -> None:
           f"test segment Type@AV {demo['han_test_segment_type']} vs pseudo-labels {demo['pseudo_test_segment_type']}, "
           f"event Type@AV {demo['han_test_event_type']} vs {demo['pseudo_test_event_type']} "
           f"(predictions beat pseudo-labels: {verdict(beats)})")
-    print("GPU epoch over 10,000 clips: not measured (no GPU lent to this session)")
+    print("GPU epoch over 10,000 clips and the scan's CUDA paths: benchmarks/bench_gpu.py (needs a CUDA device)")
     save("train", figures)
 
 
