@@ -98,8 +98,16 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 def model_from_checkpoint(checkpoint: dict[str, Any]) -> torch.nn.Module:
-    model = create_model(checkpoint["model"], **checkpoint["model_config"])
-    model.load_state_dict(checkpoint["state_dict"])
+    """The model with the checkpoint's weights. PLSIM's caption embeddings are buffers of the
+    state dict, so the .npy files they were read from at training time are not needed (nor
+    read: they may have moved, or be on another machine); only their widths are taken."""
+    config, state = dict(checkpoint["model_config"]), checkpoint["state_dict"]
+    for track in ("audio", "visual"):
+        table = state.get(f"plsim.text_{track}")
+        if config.get(f"text_{track}") and table is not None:
+            config[f"text_{track}"], config[f"text_dim_{track}"] = None, int(table.shape[1])
+    model = create_model(checkpoint["model"], **config)
+    model.load_state_dict(state)
     return model
 
 

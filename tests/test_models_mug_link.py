@@ -13,6 +13,7 @@ from inference.models.link import CrossModalInteraction, LINKConfig, SegmentSimi
 from inference.models.mamba import Mamba
 from inference.models.mug import BRANCHES, MUGConfig
 from inference.models.plsim import PLSIM, caption_embeddings
+from inference.predict import model_from_checkpoint
 from tests.synthetic import overfit, segment_f1, synthetic_batch
 
 SMALL = dict(hidden=32, dim_feedforward=32, dropout=0.0, text_dim_audio=24, text_dim_visual=40, plsim_hidden=16)
@@ -171,6 +172,20 @@ def test_caption_embeddings_file_and_fallback(tmp_path):
     model = create_model("link", **dict(SMALL, text_audio=str(tmp_path / "clap.npy")))
     assert torch.equal(model.plsim.text_audio, torch.from_numpy(table))
     assert "plsim.text_audio" in model.state_dict()  # checkpoints carry the embeddings
+
+
+@pytest.mark.parametrize("name", ["mug", "link"])
+def test_checkpoint_rebuilds_without_the_caption_files(tmp_path, name):
+    table = np.random.default_rng(1).normal(size=(25, 12)).astype(np.float32)
+    np.save(tmp_path / "clip.npy", table)
+    config = dict(SMALL, text_visual=str(tmp_path / "clip.npy"))
+    model = create_model(name, **config)
+    checkpoint = {"model": name, "model_config": config, "state_dict": model.state_dict()}
+    (tmp_path / "clip.npy").unlink()  # moved, or trained on another machine
+    rebuilt = model_from_checkpoint(checkpoint)
+    assert torch.equal(rebuilt.plsim.text_visual, torch.from_numpy(table))
+    for a, b in zip(model.state_dict().values(), rebuilt.state_dict().values()):
+        assert torch.equal(a, b)
 
 
 def test_cmim_has_four_weights_and_reduces_to_eq6_without_interaction():
