@@ -43,11 +43,25 @@ def _version() -> str:
         return "unknown"
 
 
+def _commands(parser: argparse.ArgumentParser) -> set[str]:
+    return {name for action in parser._subparsers._group_actions for name in action.choices}  # type: ignore[union-attr]
+
+
+def _route(argv: list[str], commands: set[str]) -> list[str]:
+    """The argument list with its command first: `--db URL COMMAND ...` means `COMMAND ... --db URL`
+    (the database option reads like a global one; at the end it reaches nested subcommands such
+    as `import llp`), and no command at all means the window."""
+    lead = 1 if argv and argv[0].startswith("--db=") else 2 if argv and argv[0] == "--db" else 0
+    if lead and len(argv) > lead and argv[lead] in commands:
+        return [*argv[lead:], *argv[:lead]]
+    if not argv or argv[0].startswith("--") and argv[0] not in ("--help", "-h", "--version"):
+        return ["gui", *argv]  # no command: the desktop program
+    return argv
+
+
 def run_cli(argv: list[str]) -> int:
     parser = build_parser()
-    if not argv or argv[0].startswith("--") and argv[0] not in ("--help", "-h", "--version"):
-        argv = ["gui", *argv]  # no command: the desktop program
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_route(argv, _commands(parser)))
     if not hasattr(args, "func"):
         parser.print_help()
         return 1

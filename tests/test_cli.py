@@ -49,6 +49,22 @@ def test_stats_json_and_version(tmp_path, capsys):
     assert stats["empty_visual_pseudo"] == {"train": 1, "val": 0, "test": 0}
     assert stats["review"]["pending"] == 7
     assert cli("--version").stdout.startswith("avvp-studio ")
+    for lead in (["--db", db], [f"--db={db}"]):  # the database option before the command reads as global
+        assert run_cli([*lead, "stats", "--json"]) == 0
+        assert json.loads(capsys.readouterr().out) == stats
+    assert run_cli(["--db", db, "import", "llp", str(tmp_path / "data")]) == 0  # reaches the nested command
+
+
+def test_routing_of_the_command_line():
+    from app.cli import _route
+
+    commands = {"stats", "gui", "import"}
+    assert _route([], commands) == ["gui"]
+    assert _route(["--db", "x.sqlite"], commands) == ["gui", "--db", "x.sqlite"]  # the window on that database
+    assert _route(["--db", "x.sqlite", "stats", "--json"], commands) == ["stats", "--json", "--db", "x.sqlite"]
+    assert _route(["--db=x.sqlite", "import", "llp", "D"], commands) == ["import", "llp", "D", "--db=x.sqlite"]
+    assert _route(["--version"], commands) == ["--version"]
+    assert _route(["stats", "--db", "y"], commands) == ["stats", "--db", "y"]
 
 
 def test_eval_warns_when_predictions_name_no_video(tmp_path, capsys):
