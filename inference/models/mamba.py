@@ -12,7 +12,7 @@ which is how MUG's adaptive Mamba fusion shares B between the audio and the
 visual stream while A, C and dt stay per modality (see `inference.models.mug`).
 
 The scan itself is looked up at call time (`ssm.selective_scan`), so the
-backend (sequential reference, fast CPU scan, CUDA kernel) is whatever
+backend (sequential reference, C kernel on CPUs, chunked PyTorch scan, CUDA kernel) is whatever
 `inference.ssm` picks for the tensors.
 """
 from __future__ import annotations

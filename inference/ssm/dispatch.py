@@ -110,9 +110,9 @@ def selective_scan(
     Returns out in u's dtype, or (out, last_state) with last_state = x_L (batch, dim, N).
     Computation is in float32 for float16/bfloat16/float32 inputs (as mamba_ssm), in
     float64 when any input is float64 (mamba_ssm's reference would drop to float32).
-    Gradients flow to every tensor argument, through last_state too on the PyTorch
-    backends (mamba_ssm's kernel ignores last_state's gradient). The chunked backend is
-    differentiable once (no double backward), like mamba_ssm's kernel.
+    Gradients flow to every tensor argument, through last_state too on this project's
+    backends (mamba_ssm's kernel ignores last_state's gradient). The native and chunked
+    backends are differentiable once (no double backward), like mamba_ssm's kernel.
 
     backend: "auto" (mamba_ssm's CUDA kernel when it imports, the tensors are on CUDA and
     the dtypes suit it; on the CPU the compiled C kernel when a C compiler built it; else
