@@ -20,10 +20,13 @@ import hashlib
 import logging
 import os
 import platform
+import re
+import shlex
 import shutil
 import subprocess
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 import platformdirs
@@ -39,7 +42,9 @@ log = logging.getLogger(__name__)
 
 KERNEL_DIR = Path(__file__).with_name("kernel")
 SOURCES = ("scan.c", "scan_impl.h", "scan_vec16.h")
-ABI_VERSION = 2
+ABI_VERSION = 3
+#: The kernel's cap on workers (scan.c MAX_WORKERS): per-worker gradient buffers are sized by it.
+MAX_WORKERS = 256
 #: Below this many state updates (batch * dim * L * N) one thread does the work: starting
 #: another costs more than it saves.
 MIN_PARALLEL_WORK = 1 << 16
@@ -47,13 +52,16 @@ MIN_PARALLEL_WORK = 1 << 16
 #: would also set flush-to-zero for the whole process when the library loads (GCC < 13).
 _COMMON_FLAGS = ["-O3", "-std=c11", "-ffp-contract=fast", "-fno-math-errno", "-fno-trapping-math",
                  "-fopenmp-simd", "-fPIC", "-shared", "-pthread", "-Wno-psabi"]
-#: Most wanted first: this CPU's vectors and OpenMP (the threads torch uses, see scan_impl.h), then
-#: without OpenMP (threads of its own), then the portable instruction set.
+_NATIVE, _OPENMP = ["-march=native"], ["-fopenmp"]
+#: Most wanted first: OpenMP (the threads torch uses, see scan_impl.h) with this CPU's vectors,
+#: OpenMP alone, this CPU's vectors with threads of its own, the portable build.
 _FLAG_SETS = (
-    _COMMON_FLAGS + ["-march=native", "-fopenmp"],
-    _COMMON_FLAGS + ["-march=native"],
+    _COMMON_FLAGS + _NATIVE + _OPENMP,
+    _COMMON_FLAGS + _OPENMP,
+    _COMMON_FLAGS + _NATIVE,
     _COMMON_FLAGS,
 )
+_OPENMP_RUNTIME = re.compile(r"lib(gomp|iomp5|omp)\b")
 
 
 class KernelBuildError(RuntimeError):
@@ -70,8 +78,8 @@ def native_kernel() -> ctypes.CDLL | None:
         if "lib" not in _loaded:
             try:
                 _loaded["lib"], _loaded["reason"] = _load(), None
-            except KernelBuildError as exc:
-                _loaded["lib"], _loaded["reason"] = None, str(exc)
+            except Exception as exc:  # noqa: BLE001  (any failure means: use the PyTorch scan)
+                _loaded["lib"], _loaded["reason"] = None, str(exc) or type(exc).__name__
                 log.warning("native selective scan unavailable, using the chunked PyTorch scan: %s", exc)
         return _loaded["lib"]  # type: ignore[return-value]
 
@@ -83,13 +91,15 @@ def native_unavailable_reason() -> str | None:
 
 
 def _load() -> ctypes.CDLL:
-    """Build and load the first flag set that works (a build may compile but not load, e.g. an
-    OpenMP runtime older than the compiler's)."""
+    """Build and load the first flag set that works (a build may compile but not load)."""
     if os.environ.get("AVVP_NATIVE_SCAN", "1").strip().lower() in {"0", "false", "no", "off"}:
         raise KernelBuildError("turned off by AVVP_NATIVE_SCAN")
     _compiler()  # no compiler: one clear message rather than one per flag set
+    shared = _shares_torch_openmp()
     errors = []
     for flags in _FLAG_SETS:
+        if "-fopenmp" in flags and not shared:
+            continue
         try:
             return _open(build_kernel(flags=flags))
         except KernelBuildError as exc:
@@ -97,25 +107,43 @@ def _load() -> ctypes.CDLL:
     raise KernelBuildError("\n".join(errors))
 
 
+def _shares_torch_openmp() -> bool:
+    """Whether an OpenMP build would run on torch's own OpenMP threads: torch's runtime must be
+    GNU libgomp under its plain soname, which the kernel's libgomp.so.1 then resolves to. Any
+    other runtime (a renamed libgomp, LLVM's, Intel's) would be a second thread pool competing
+    for the cores, so the kernel uses threads of its own instead."""
+    if "OpenMP" not in torch.__config__.parallel_info():
+        return False
+    try:
+        maps = Path("/proc/self/maps").read_text().splitlines()
+    except OSError:  # not Linux: no way to tell which runtime is loaded
+        return False
+    runtimes = {os.path.basename(line.split()[-1]) for line in maps if "/" in line}
+    return {name for name in runtimes if _OPENMP_RUNTIME.match(name)} == {"libgomp.so.1"}
+
+
 def _open(path: Path) -> ctypes.CDLL:
     try:
         lib = ctypes.CDLL(str(path))
-    except OSError as exc:
+        abi, workers = lib.scan_abi_version(), lib.scan_max_workers()
+    except (OSError, AttributeError) as exc:
         raise KernelBuildError(f"cannot load {path}: {exc}") from exc
-    if lib.scan_abi_version() != ABI_VERSION:
-        raise KernelBuildError(f"{path} has ABI {lib.scan_abi_version()}, expected {ABI_VERSION}")
+    if (abi, workers) != (ABI_VERSION, MAX_WORKERS):
+        raise KernelBuildError(f"{path} has ABI {abi} with {workers} workers; expected {ABI_VERSION}, {MAX_WORKERS}")
     for name in ("scan_forward_f32", "scan_forward_f64", "scan_backward_f32", "scan_backward_f64"):
         fn = getattr(lib, name)
         fn.argtypes = [ctypes.POINTER(ctypes.c_int64), ctypes.POINTER(ctypes.c_void_p), ctypes.c_int]
         fn.restype = ctypes.c_int
-    log.info("native selective scan: %s (%s)", path, "OpenMP" if lib.scan_uses_openmp() else "pthreads")
+    log.info("native selective scan: %s (%s)", path, "OpenMP" if lib.scan_uses_openmp() else "own threads")
     return lib
 
 
-def _compiler() -> str:
-    for candidate in (os.environ.get("CC"), "cc", "gcc", "clang"):
-        if candidate and shutil.which(candidate):
-            return candidate
+def _compiler() -> list[str]:
+    """The C compiler command: $CC (which may carry arguments, e.g. "ccache gcc"), else cc, gcc, clang."""
+    configured = shlex.split(os.environ.get("CC", ""))
+    for command in ([configured] if configured else []) + [["cc"], ["gcc"], ["clang"]]:
+        if shutil.which(command[0]):
+            return command
     raise KernelBuildError("no C compiler found (install gcc or clang, or set CC)")
 
 
@@ -137,37 +165,55 @@ def _cache_dir() -> Path:
 
 def build_kernel(cache_dir: Path | None = None, flags: list[str] = _FLAG_SETS[0]) -> Path:
     """Compile kernel/scan.c with these flags into a shared library, once per source, flags,
-    compiler and CPU; its path."""
+    compiler and CPU; its path. A failed build is remembered too (scan-KEY.failed holds the
+    compiler's message), so that every new process does not compile in vain again."""
     cc = _compiler()
     try:
-        version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30).stdout
+        version = subprocess.run([*cc, "--version"], capture_output=True, timeout=30).stdout
+        sources = b"".join((KERNEL_DIR / name).read_bytes() for name in SOURCES)
     except (OSError, subprocess.SubprocessError) as exc:
-        raise KernelBuildError(f"cannot run the C compiler {cc!r}: {exc}") from exc
-    sources = b"".join((KERNEL_DIR / name).read_bytes() for name in SOURCES)
+        raise KernelBuildError(f"cannot run the C compiler {' '.join(cc)!r} or read the kernel: {exc}") from exc
     cache_dir = cache_dir or _cache_dir()
-    key = hashlib.sha256(sources + "\0".join([cc, version, *flags, _cpu_signature()]).encode()).hexdigest()
-    target = cache_dir / f"scan-{key[:20]}.so"
+    key = hashlib.sha256(b"\0".join([sources, version, " ".join([*cc, *flags, _cpu_signature()]).encode()]))
+    target = cache_dir / f"scan-{key.hexdigest()[:20]}.so"
+    failed = target.with_suffix(".failed")
     if target.exists():
         return target
+    if failed.exists():
+        raise KernelBuildError(f"{failed.read_text(errors='replace')}\n(remembered from an earlier try; delete "
+                               f"{failed} to try again)")
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(suffix=".so", dir=cache_dir)
-        os.close(fd)
+        _remove_stale_builds(cache_dir)
+        work = Path(tempfile.mkdtemp(prefix="building-", dir=cache_dir))
     except OSError as exc:
         raise KernelBuildError(f"cannot write the kernel cache {cache_dir}: {exc}") from exc
-    command = [cc, *flags, "-o", tmp, str(KERNEL_DIR / "scan.c"), "-lm"]
+    command = [*cc, *flags, "-o", str(work / "scan.so"), str(KERNEL_DIR / "scan.c"), "-lm"]
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        done = subprocess.run(command, capture_output=True, timeout=120)
         if done.returncode != 0:
-            raise KernelBuildError(f"compiling kernel/scan.c failed: {' '.join(command)}\n{done.stderr.strip()}")
-        os.replace(tmp, target)  # atomic: concurrent builders each publish a whole file
+            message = f"compiling kernel/scan.c failed: {' '.join(command)}\n" + \
+                done.stderr.decode(errors="replace").strip()
+            failed.write_text(message)
+            raise KernelBuildError(message)
+        os.replace(work / "scan.so", target)  # atomic: concurrent builders each publish a whole file
     except (OSError, subprocess.SubprocessError) as exc:
         raise KernelBuildError(f"compiling kernel/scan.c failed: {' '.join(command)}: {exc}") from exc
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        shutil.rmtree(work, ignore_errors=True)
     log.info("built the native selective scan: %s", target)
     return target
+
+
+def _remove_stale_builds(cache_dir: Path, age_s: float = 24 * 3600) -> None:
+    """Build folders left by killed processes (a build takes seconds, not a day)."""
+    now = time.time()
+    for folder in cache_dir.glob("building-*"):
+        try:
+            if now - folder.stat().st_mtime > age_s:
+                shutil.rmtree(folder, ignore_errors=True)
+        except OSError:
+            pass
 
 
 def _bc_layout(X: Tensor) -> tuple[Tensor, list[int]]:
@@ -187,7 +233,7 @@ def _from_layout(grad: Tensor, X: Tensor) -> Tensor:
 def _workers(batch: int, dim: int, dstate: int, length: int) -> int:
     if batch * dim * dstate * length < MIN_PARALLEL_WORK:
         return 1
-    return max(1, min(torch.get_num_threads(), batch * dim))
+    return max(1, min(torch.get_num_threads(), batch * dim, MAX_WORKERS))
 
 
 def _call(name: str, dtype: torch.dtype, sizes: list[int], tensors: list[Tensor | None], workers: int) -> None:

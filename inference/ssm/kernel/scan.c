@@ -45,11 +45,12 @@ static void unpack_shape(const int64_t *v, Shape *s) {
  * with k an integer and |f| <= 1/2, 2^f by its degree-7 Taylor polynomial (truncation
  * error < 5e-9, below float32's rounding), 2^k added to the exponent bits. Results below
  * 2^-125 are 0 (no subnormals: for a decay or a softplus that small, zero is exact enough,
- * and it keeps the exponent arithmetic exact); x is capped at 126. */
-static inline float exp2_f32(float x) {
-    const float x0 = x;
-    x = x < -125.0f ? -125.0f : x;
-    x = x > 126.0f ? 126.0f : x;
+ * and it keeps the exponent arithmetic exact); x is capped at 126; NaN stays NaN. The
+ * clamps are written so that NaN fails both comparisons and becomes a number before the
+ * conversion to an integer (undefined for NaN), and comes back at the end. */
+static inline float exp2_f32(float x0) {
+    float x = x0 > -125.0f ? x0 : -125.0f;
+    x = x < 126.0f ? x : 126.0f;
     const float k = (x + 12582912.0f) - 12582912.0f; /* round to nearest: 1.5 * 2^23 */
     const float f = x - k;
     float p = 1.5252734e-05f;
@@ -60,11 +61,11 @@ static inline float exp2_f32(float x) {
     p = p * f + 2.4022651e-01f;
     p = p * f + 6.9314718e-01f;
     p = p * f + 1.0f;
-    int32_t bits;
+    uint32_t bits;
     memcpy(&bits, &p, sizeof bits);
-    bits += (int32_t) k * (1 << 23);
+    bits += (uint32_t) (int32_t) k << 23;
     memcpy(&p, &bits, sizeof p);
-    return x0 < -125.0f ? 0.0f : p;
+    return x0 != x0 ? x0 : x0 < -125.0f ? 0.0f : p;
 }
 
 /* log(w) for w >= 1 in float32, vectorisable: w = m 2^e with m in [sqrt(1/2), sqrt(2)),
@@ -90,13 +91,13 @@ static inline float log_f32(float w) {
 static inline float softplus_f32(float x) {
     const float t = exp2_f32(x * (float) LOG2E), w = 1.0f + t;
     const float r = w == 1.0f ? t : log_f32(w) * (t / (w - 1.0f));
-    return x > 20.0f ? x : r;
+    return x > 20.0f || x != x ? x : r;
 }
 
 /* 1 / (1 + e^-x), from t = e^-|x| <= 1, so that it neither overflows nor loses tiny values. */
 static inline float sigmoid_f32(float x) {
     const float t = exp2_f32(-(x < 0.0f ? -x : x) * (float) LOG2E), r = 1.0f / (1.0f + t);
-    return x < 0.0f ? t * r : r;
+    return x < 0.0f ? t * r : x != x ? x : r;
 }
 
 static inline double softplus_f64(double x) { return x > 20.0 ? x : log1p(exp(x)); }
@@ -141,7 +142,10 @@ static inline double sigmoid_f64(double x) { return 1.0 / (1.0 + exp(-x)); }
 #undef FULL_TILE_BACKWARD
 
 /* Lets the loader check that it has the kernel it was built from. */
-int scan_abi_version(void) { return 2; }
+int scan_abi_version(void) { return 3; }
+
+/* The most workers a call uses (the caller sizes its per-worker buffers by it). */
+int scan_max_workers(void) { return MAX_WORKERS; }
 
 /* 1 when built with OpenMP (its threads), 0 with threads of its own (pthreads). */
 int scan_uses_openmp(void) {

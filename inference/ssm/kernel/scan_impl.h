@@ -261,6 +261,7 @@ static int FN(run)(const int64_t *sizes, void *const *ptrs, int workers, int bac
     unpack_shape(sizes, &s);
     FN(unpack)(ptrs, sizes, backward, &a);
     const int64_t rows = s.batch * s.dim;
+    if (rows <= 0) return 0;
     if (workers < 1) workers = 1;
     if (workers > MAX_WORKERS) workers = MAX_WORKERS;
     if (workers > rows) workers = (int) rows;

@@ -10,28 +10,31 @@
 
 typedef float v16f __attribute__((vector_size(64)));
 typedef int32_t v16i __attribute__((vector_size(64)));
+typedef uint32_t v16u __attribute__((vector_size(64)));
 typedef float v8f __attribute__((vector_size(32)));
 typedef float v4f __attribute__((vector_size(16)));
 
-static inline __attribute__((always_inline)) v16f load16(const float *p) {
+#define VEC_INLINE static inline __attribute__((always_inline))
+
+VEC_INLINE v16f load16(const float *p) {
     v16f v;
     memcpy(&v, p, sizeof v);
     return v;
 }
 
-static inline __attribute__((always_inline)) void store16(float *p, v16f v) { memcpy(p, &v, sizeof v); }
+VEC_INLINE void store16(float *p, v16f v) { memcpy(p, &v, sizeof v); }
 
-static inline __attribute__((always_inline)) v16f splat16(float x) { return (v16f){0} + x; }
+VEC_INLINE v16f splat16(float x) { return (v16f){0} + x; }
 
-static inline __attribute__((always_inline)) v16f select16(v16i mask, v16f a, v16f b) {
+VEC_INLINE v16f select16(v16i mask, v16f a, v16f b) {
     return (v16f) (((v16i) a & mask) | ((v16i) b & ~mask));
 }
 
-/* exp2_f32 of scan.c, lane by lane. */
-static inline __attribute__((always_inline)) v16f exp2_v16(v16f x) {
-    const v16i tiny = x < splat16(-125.0f);
-    x = select16(tiny, splat16(-125.0f), x);
-    x = select16(x > splat16(126.0f), splat16(126.0f), x);
+/* exp2_f32 of scan.c, lane by lane (NaN fails both clamps' comparisons, as there). */
+VEC_INLINE v16f exp2_v16(v16f x0) {
+    const v16i tiny = x0 < splat16(-125.0f), nan = x0 != x0;
+    v16f x = select16(x0 > splat16(-125.0f), x0, splat16(-125.0f));
+    x = select16(x < splat16(126.0f), x, splat16(126.0f));
     const v16f k = (x + 12582912.0f) - 12582912.0f;
     const v16f f = x - k;
     v16f p = splat16(1.5252734e-05f);
@@ -42,14 +45,22 @@ static inline __attribute__((always_inline)) v16f exp2_v16(v16f x) {
     p = p * f + 2.4022651e-01f;
     p = p * f + 6.9314718e-01f;
     p = p * f + 1.0f;
-    return (v16f) (((v16i) p + (__builtin_convertvector(k, v16i) << 23)) & ~tiny);
+    const v16u bits = (v16u) p + ((v16u) __builtin_convertvector(k, v16i) << 23);
+    return select16(nan, x0, (v16f) (bits & (v16u) ~tiny));
 }
 
-static inline __attribute__((always_inline)) float sum16(v16f v) {
-    const v8f a = __builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7)
-                + __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15);
-    const v4f b = __builtin_shufflevector(a, a, 0, 1, 2, 3) + __builtin_shufflevector(a, a, 4, 5, 6, 7);
-    return (b[0] + b[2]) + (b[1] + b[3]);
+/* The sum of the lanes as a tree of halves (memcpy of a vector's halves compiles to
+ * register extracts; GCC before 12 has no __builtin_shufflevector). */
+VEC_INLINE float sum16(v16f v) {
+    v8f a, b;
+    memcpy(&a, &v, sizeof a);
+    memcpy(&b, (const char *) &v + sizeof a, sizeof b);
+    a += b;
+    v4f c, d;
+    memcpy(&c, &a, sizeof c);
+    memcpy(&d, (const char *) &a + sizeof c, sizeof d);
+    c += d;
+    return (c[0] + c[2]) + (c[1] + c[3]);
 }
 
 /* tile_forward of scan_impl.h for nt = 16 (same arguments but nt). */
