@@ -1,13 +1,15 @@
 """Opening a label store: any SQLAlchemy URL, SQLite (WAL) by default, schema by alembic."""
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -82,6 +84,22 @@ def open_database(db: str, migrate: bool = True, create: bool = True) -> Engine:
     except (SQLAlchemyError, OSError, ImportError) as exc:
         raise DatabaseError(f"cannot open database {describe(url)}: {_reason(exc)}") from None
     return engine
+
+
+@contextmanager
+def snapshot(engine: Engine) -> Iterator[Connection]:
+    """A connection whose reads all see one committed state of the database, however many
+    queries they take: an export or a training set read while annotators save edits must
+    not mix a clip's tracks or reviews from before and after an edit. PostgreSQL: a
+    REPEATABLE READ transaction. SQLite: an explicit read transaction (the driver opens none
+    for SELECTs), whose snapshot WAL mode keeps while writers go on. Reads only: closing the
+    connection rolls the transaction back."""
+    with engine.connect() as conn:
+        if engine.dialect.name == "sqlite":
+            conn.exec_driver_sql("BEGIN")
+        else:
+            conn = conn.execution_options(isolation_level="REPEATABLE READ")
+        yield conn
 
 
 def _reason(exc: BaseException) -> str:

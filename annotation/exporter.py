@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import numpy as np
-from sqlalchemy import Engine, and_, select
+from sqlalchemy import Connection, Engine, and_, select
 
+from annotation.db import snapshot
 from annotation.grid import to_pseudo_layout, unpack
 from annotation.importer import PSEUDO_DIRS, WEAK_FILES
 from annotation.llp_csv import write_dense_csv, write_weak_csv
@@ -119,23 +120,23 @@ def atomic_path(path: Path) -> Iterator[Path]:
             os.unlink(tmp)
 
 
-def select_grids(engine: Engine, source: str, split: str) -> tuple[list, dict[str, dict[int, np.ndarray]]]:
-    """Clips of `split` and, per track, {clip_id: grid} of `source` ('best' = manual, else pseudo)."""
+def select_grids(conn: Connection, source: str, split: str) -> tuple[list, dict[str, dict[int, np.ndarray]]]:
+    """Clips of `split` and, per track, {clip_id: grid} of `source` ('best' = manual, else pseudo).
+    `conn` should be a `snapshot`: the clips and the tracks are separate queries."""
     c, t = Clip.__table__, LabelTrack.__table__
     wanted = ("manual", "pseudo") if source == "best" else (source,)
-    with engine.connect() as conn:
-        query = select(c).order_by(c.c.id)
-        if split != "all":
-            query = query.where(c.c.split == split)
-        clips = conn.execute(query).all()
-        picked = {c.id for c in clips}
-        grids: dict[str, dict[int, np.ndarray]] = {track: {} for track in TRACKS}
-        # manual is read before pseudo so that 'best' keeps the human version
-        for src in wanted:
-            rows = conn.execute(select(t.c.clip_id, t.c.track, t.c.cells).where(t.c.source == src))
-            for row in rows:
-                if row.clip_id in picked and row.clip_id not in grids[row.track]:
-                    grids[row.track][row.clip_id] = unpack(row.cells)
+    query = select(c).order_by(c.c.id)
+    if split != "all":
+        query = query.where(c.c.split == split)
+    clips = conn.execute(query).all()
+    picked = {c.id for c in clips}
+    grids: dict[str, dict[int, np.ndarray]] = {track: {} for track in TRACKS}
+    # manual is read before pseudo so that 'best' keeps the human version
+    for src in wanted:
+        rows = conn.execute(select(t.c.clip_id, t.c.track, t.c.cells).where(t.c.source == src))
+        for row in rows:
+            if row.clip_id in picked and row.clip_id not in grids[row.track]:
+                grids[row.track][row.clip_id] = unpack(row.cells)
     return clips, grids
 
 
@@ -146,7 +147,10 @@ def export_labels(
     out = Path(out_dir)
     check_request(engine, source, split)
     prepare_folder(out)
-    clips, grids = select_grids(engine, source, split)
+    r = Review.__table__
+    with snapshot(engine) as conn:  # labels and review states of one moment
+        clips, grids = select_grids(conn, source, split)
+        reviews = {row.clip_id: row for row in conn.execute(select(r))}
     report = ExportReport(clips=len(clips))
     by_id = {clip.id: clip for clip in clips}
 
@@ -169,9 +173,6 @@ def export_labels(
             with atomic_path(out / filename) as tmp:
                 write_weak_csv(tmp, rows)
 
-    r = Review.__table__
-    with engine.connect() as conn:
-        reviews = {row.clip_id: row for row in conn.execute(select(r))}
     with atomic_path(out / "status.csv") as tmp:
         with open(tmp, "w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle, delimiter="\t", lineterminator="\n")

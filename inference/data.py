@@ -26,6 +26,7 @@ from sqlalchemy import select
 from torch.utils.data import Dataset, default_collate
 
 from annotation.errors import DataFileError
+from annotation.db import snapshot
 from annotation.exporter import select_grids
 from annotation.importer import DENSE_FILES, PSEUDO_DIRS, WEAK_FILES, load_pseudo
 from annotation.llp_csv import dense_grids, read_dense_csv, read_weak_csv
@@ -121,9 +122,9 @@ def _attach_truth(labels: LabelSet, data_dir: Path) -> None:
 
 def labels_from_store(engine) -> LabelSet:
     """The cleaned labels of the database: best grids per track, out-of-taxonomy from reviews, truth."""
-    clips, grids = select_grids(engine, "best", "all")
-    _, truth = select_grids(engine, "truth", "all")
-    with engine.connect() as conn:
+    with snapshot(engine) as conn:  # one moment's labels, truth and reviews, while annotators save edits
+        clips, grids = select_grids(conn, "best", "all")
+        _, truth = select_grids(conn, "truth", "all")
         oot = set(conn.execute(select(Review.clip_id).where(Review.status == "out_of_taxonomy")).scalars())
     n = len(clips)
     labels = LabelSet(

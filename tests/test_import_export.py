@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import event, select, text
 
 from annotation.db import open_database
 from annotation.errors import DataFileError
@@ -250,6 +250,37 @@ def test_export_layout_best_and_status(tmp_path, engine):
     assert status[2] == "b_b-b_b-b_b_5_15\tpending\t\t"
     assert (out / "AVVP_train.csv").read_text().splitlines()[1] == "aaaaaaaaaaa_0_10\tSpeech,Dog"
     assert not (out / "AVVP_test_pd.csv").exists()
+
+
+def test_export_reads_one_snapshot_while_annotators_save(tmp_path, any_db_url):
+    # an edit and a review committed by another connection between the export's queries
+    # (after it read the clips, before the tracks) must not show up in it: one moment's state
+    engine = open_database(any_db_url)
+    import_llp(engine, make_llp_dir(tmp_path / "data"))
+    other = LabelStore(open_database(any_db_url))
+    clip = other.clip("aaaaaaaaaaa_0_10")
+    before = other.best(clip.id, "visual").grid.copy()
+    edited = np.zeros((25, 10), np.uint8)
+    edited[7, :] = 1
+    fired = []
+
+    def edit_once(conn, clause, *args):
+        if not fired and "FROM clips" in str(clause):
+            fired.append(True)
+            other.save_track(clip.id, "visual", "manual", edited, 0, "bob")
+            other.set_review(clip.id, "annotated", "bob", other.review(clip.id).version)
+
+    event.listen(engine, "after_execute", edit_once)
+    try:
+        export_labels(engine, tmp_path / "out", source="best", split="train")
+    finally:
+        event.remove(engine, "after_execute", edit_once)
+    assert fired
+    exported = np.load(tmp_path / "out/CLIP/segment_pseudo_labels/aaaaaaaaaaa.npy").T
+    assert (exported == before).all() and not (exported == edited).all()
+    assert (tmp_path / "out/status.csv").read_text().splitlines()[1] == "aaaaaaaaaaa_0_10\tpending\t\t"
+    export_labels(engine, tmp_path / "again", source="best", split="train")  # the next export sees the edit
+    assert (np.load(tmp_path / "again/CLIP/segment_pseudo_labels/aaaaaaaaaaa.npy").T == edited).all()
 
 
 def test_export_rejects_bad_source(tmp_path, engine):
