@@ -50,14 +50,14 @@ def run(args: argparse.Namespace) -> int:
     from ui.main_window import MainWindow
     from ui.preferences import Preferences
     from ui.progress_dialog import TaskProgressDialog
-    from ui.theme import apply_theme
+    from ui.theme import apply_theme, dark_for
     from ui.workers import BackgroundTask
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("AVVP Studio")
     app.setOrganizationName("AVVP Studio")
     prefs = Preferences(data_dir() / "settings.ini")
-    apply_theme(app, {"dark": True, "light": False}.get(prefs.theme))
+    apply_theme(app, dark_for(prefs.theme))
     url = resolve_database(args.db)
     engine = open_database(url)
 

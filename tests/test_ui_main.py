@@ -133,6 +133,46 @@ def test_selection_and_class_key_apply_over_a_range(window, db):
     assert grid[24].tolist() == [0, 1, 1, 1, 1, 0, 0, 0, 0, 0]
 
 
+def test_settings_apply_key_bindings_and_theme_without_a_restart(window, db, monkeypatch):
+    from PySide6.QtWidgets import QApplication
+
+    from ui import theme
+    from ui.settings_dialog import SettingsDialog
+
+    clip_id = window.queue.visible_clip_ids()[0]
+    window.queue.select_clip(clip_id)
+    was_dark, previous = theme.current_is_dark(), QApplication.instance().property("avvp_dark")
+
+    def change(dialog: SettingsDialog) -> int:
+        for name, editor in dialog.rows:
+            if name == "class:24":
+                editor.setKeySequence("G")  # was "B"; "G" is free
+        dialog.theme.setCurrentIndex(dialog.theme.findData("light" if was_dark else "dark"))
+        dialog.accept()
+        return 1
+
+    monkeypatch.setattr(SettingsDialog, "exec", change)
+    window.settings_dialog()
+    assert window.actions["class:24"].shortcut().toString() == "G"
+    window.editor.setFocus()
+    key(window, "g")  # the new key toggles Clapping on the cursor segment, no restart
+    grid = LabelStore(open_database(db)).track(clip_id, "audio", "manual").grid
+    assert grid[24, 0] == 1
+    key(window, "b")  # the old one does nothing any more
+    assert (LabelStore(open_database(db)).track(clip_id, "audio", "manual").grid == grid).all()
+    # the theme flipped, and the widgets that paint their own colours followed
+    now_dark = not was_dark
+    assert theme.current_is_dark() == now_dark
+    app = QApplication.instance()
+    assert app.palette().color(app.palette().ColorRole.Window).lightness() < 128 if now_dark else \
+        app.palette().color(app.palette().ColorRole.Window).lightness() > 128
+    assert window.audio_view.graphics.backgroundBrush().color() == theme.grid_background(now_dark)
+    assert window.timelines.timeline("audio")._palette.dark == now_dark
+    assert theme.muted_text(now_dark).name() in window.queue.count_label.styleSheet()
+    if previous is not None:  # back to what the other tests expect
+        theme.apply_theme(QApplication.instance(), dark=bool(previous))
+
+
 def test_out_of_taxonomy_is_saved_and_the_queue_moves_on(window, db):
     ids = window.queue.visible_clip_ids()
     window.queue.select_clip(ids[0])

@@ -196,6 +196,17 @@ class AudioView(QWidget):
         colour.setAlpha(alpha)
         return colour
 
+    def refresh_theme(self) -> None:
+        """Colours from ui.theme again, after the theme changed while the window is open."""
+        dark = current_is_dark()
+        self.graphics.setBackground(grid_background(dark))
+        for plot in (self.wave_plot, self.spec_plot):
+            self._style_plot(plot, dark)
+        self.message.setColor(muted_text(dark))
+        position = self.playheads[0].value()
+        self._set_span(self._duration)  # the segment lines
+        self.set_position(position)
+
     def _style_plot(self, plot: pg.PlotItem, dark: bool) -> None:
         plot.setMenuEnabled(False)
         plot.hideButtons()

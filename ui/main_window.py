@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtGui import QAction, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (
-    QFileDialog, QInputDialog, QLabel, QMainWindow, QMessageBox, QSplitter, QVBoxLayout, QWidget,
+    QApplication, QFileDialog, QInputDialog, QLabel, QMainWindow, QMessageBox, QSplitter, QVBoxLayout, QWidget,
 )
 from sqlalchemy import Engine
 
@@ -33,6 +33,7 @@ from ui.progress_dialog import TaskProgressDialog
 from ui.queue_dock import QueueDock
 from ui.session import ClipSession, Conflict
 from ui.settings_dialog import SettingsDialog
+from ui.theme import apply_theme, dark_for
 from ui.timeline import TimelinePanel
 from ui.workers import BackgroundTask
 
@@ -89,6 +90,9 @@ class MainWindow(QMainWindow):
         self.keys: EditorKeys | None = None
         self._build_menus()
         self._connect_widgets()
+        hints = QGuiApplication.styleHints()
+        if hasattr(hints, "colorSchemeChanged"):  # Qt >= 6.5: the desktop switched dark/light
+            hints.colorSchemeChanged.connect(self._system_scheme_changed)
         self.set_database(engine, db_label)
 
     # ---- database ----------------------------------------------------------------------
@@ -372,10 +376,35 @@ class MainWindow(QMainWindow):
 
     def settings_dialog(self) -> None:
         dialog = SettingsDialog(self.prefs, self)
+        self.last_settings_dialog = dialog
         if dialog.exec():
             self.session.annotator = self.prefs.annotator or "anonymous"
             self.queue.set_annotator(self.session.annotator)
-            self.statusBar().showMessage("Settings saved; key bindings apply at the next start", 6000)
+            self.apply_key_bindings()
+            self.apply_theme_preference()
+            self.statusBar().showMessage("Settings saved", 6000)
+
+    def apply_key_bindings(self) -> None:
+        """The key bindings of the preferences, on every action now (no restart)."""
+        shortcuts = self.prefs.shortcuts()
+        for name, keys in shortcuts.items():
+            if name in self.actions:
+                self.actions[name].setShortcut(QKeySequence(keys))
+        class_keys = self.prefs.class_keys()
+        for index, key in enumerate(class_keys):
+            self.actions[f"class:{index}"].setShortcut(QKeySequence(key))
+        self.timelines.set_shortcuts(dict(enumerate(class_keys)))
+
+    def apply_theme_preference(self) -> None:
+        """Dark, light or the system's scheme, as the preferences say, on every widget now."""
+        apply_theme(QApplication.instance(), dark_for(self.prefs.theme))
+        self.timelines.refresh_theme()
+        for widget in (self.audio_view, self.player, self.queue):
+            widget.refresh_theme()
+
+    def _system_scheme_changed(self, *_args) -> None:
+        if dark_for(self.prefs.theme) is None:  # following the system
+            self.apply_theme_preference()
 
     def show_shortcuts(self) -> None:
         shortcuts = self.prefs.shortcuts()

@@ -213,8 +213,18 @@ class PlayerWidget(QWidget):
 
     # ------------------------------------------------------------------ layout
 
+    def refresh_theme(self) -> None:
+        """Icons and painted parts in the current theme's colours (after a live theme change)."""
+        colour = text_colour(current_is_dark())
+        for button, icon in self._icons.items():
+            button.setIcon(transport_icon(icon, colour))
+        self._on_playing_changed(self.is_playing())
+        self.view.update()
+        self.segment_bar.update()
+
     def _button(self, icon: str, tip: str, slot) -> QToolButton:
         button = QToolButton(self)
+        self._icons[button] = icon
         button.setIcon(transport_icon(icon, text_colour(current_is_dark())))
         button.setToolTip(tip)
         button.setAutoRaise(True)
@@ -223,6 +233,7 @@ class PlayerWidget(QWidget):
         return button
 
     def _build(self) -> None:
+        self._icons: dict[QToolButton, str] = {}
         self.view = FrameView(self)
         self.segment_bar = SegmentBar(self)
         self.segment_bar.segment_clicked.connect(lambda seg: self.seek(segment_start(seg)))

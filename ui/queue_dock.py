@@ -171,6 +171,12 @@ class QueueDock(QDockWidget):
         self.view.selectionModel().currentRowChanged.connect(self._current_row_changed)
 
     # ---- public API -------------------------------------------------------------------
+    def refresh_theme(self) -> None:
+        """Colours from ui.theme again (after a live theme change)."""
+        self.count_label.setStyleSheet(f"color: {muted_text(current_is_dark()).name()};")
+        self.model.refresh_theme()
+        self.view.viewport().update()
+
     def set_queue(self, queue: ReviewQueue) -> None:
         """Show `queue` (already loaded); the pace of the progress line counts from now."""
         self._queue = queue

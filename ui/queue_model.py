@@ -74,6 +74,12 @@ class QueueTableModel(QAbstractTableModel):
         self._muted = QBrush(muted_text(current_is_dark()))
         self.endResetModel()
 
+    def refresh_theme(self) -> None:
+        """Muted text in the current theme (after a live theme change)."""
+        self._muted = QBrush(muted_text(current_is_dark()))
+        if self.rowCount():
+            self.dataChanged.emit(self.index(0, 0), self.index(self.rowCount() - 1, self.columnCount() - 1))
+
     def row_data(self, row: int) -> QueueRow:
         return self._queue.row_at(int(self._positions[row]))
 

@@ -51,9 +51,6 @@ class SettingsDialog(QDialog):
         form.addRow("Split", self.split)
         form.addRow("Status", self.status)
         form.addRow("Visual pseudo-label", self.empty)
-        note = QLabel("A new theme applies at the next start.")
-        note.setEnabled(False)
-        form.addRow(note)
         tabs.addTab(general, "General")
 
         keys = QWidget()

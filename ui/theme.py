@@ -51,6 +51,11 @@ def muted_text(dark: bool) -> QColor:
     return QColor("#9aa1ab") if dark else QColor("#667080")
 
 
+def dark_for(preference: str | None) -> bool | None:
+    """The theme setting ("system", "dark", "light") as apply_theme's `dark` (None: follow the system)."""
+    return {"dark": True, "light": False}.get(preference or "system")
+
+
 def apply_theme(app: QApplication, dark: bool | None = None) -> bool:
     """Fusion style with a palette matching the system scheme; returns whether it is dark."""
     app.setStyle("Fusion")
