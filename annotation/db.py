@@ -102,6 +102,27 @@ def snapshot(engine: Engine) -> Iterator[Connection]:
         yield conn
 
 
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """A transaction for work that reads the database and then writes what it read decides
+    (an import compares with what is stored): no other writer may slip in between. SQLite:
+    BEGIN IMMEDIATE takes the write lock before the first read (other writers wait, readers
+    go on). PostgreSQL: REPEATABLE READ, so that a row changed by another writer meanwhile
+    fails the whole transaction (nothing written) instead of being half-applied. Commits at
+    the end, rolls back on any exception."""
+    with engine.connect() as conn:
+        if engine.dialect.name == "sqlite":
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            conn = conn.execution_options(isolation_level="REPEATABLE READ")
+        try:
+            yield conn
+        except BaseException:
+            conn.rollback()
+            raise
+        conn.commit()
+
+
 def _reason(exc: BaseException) -> str:
     orig = getattr(exc, "orig", None)
     return str(orig if orig is not None else exc).strip().splitlines()[0]

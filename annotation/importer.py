@@ -16,6 +16,7 @@ import numpy as np
 from sqlalchemy import Engine, and_, bindparam, insert, select, update
 
 from annotation.clipname import parse_clip_name
+from annotation.db import write_transaction
 from annotation.errors import DataFileError
 from annotation.grid import PSEUDO_SHAPE, from_pseudo_layout, pack
 from annotation.llp_csv import dense_grids, read_dense_csv, read_weak_csv
@@ -228,7 +229,7 @@ def store_predictions(engine: Engine, run: str, audio: dict[str, np.ndarray], vi
     source = validate_source(f"prediction:{run}")
     c = Clip.__table__
     now = utcnow()
-    with engine.begin() as conn:
+    with write_transaction(engine) as conn:
         ids = dict(conn.execute(select(c.c.filename, c.c.id)).all())
         missing = sorted(set(audio) - set(ids))
         if missing:
@@ -264,7 +265,7 @@ def import_llp(engine: Engine, data_dir: str | Path, progress: Progress | None =
     note = progress or (lambda stage, done, total: None)
     now = utcnow()
     c, t, r, f = Clip.__table__, LabelTrack.__table__, Review.__table__, FeatureSet.__table__
-    with engine.begin() as conn:
+    with write_transaction(engine) as conn:
         existing = {row.filename: row for row in conn.execute(select(c))}
         _check_id_clashes(clips, existing, data_dir)
         new_rows, changed = [], []

@@ -283,6 +283,34 @@ def test_export_reads_one_snapshot_while_annotators_save(tmp_path, any_db_url):
     assert (np.load(tmp_path / "again/CLIP/segment_pseudo_labels/aaaaaaaaaaa.npy").T == edited).all()
 
 
+def test_import_holds_the_write_lock_from_its_first_read(tmp_path, engine):
+    # SQLite: an import compares with what is stored, then writes; no other writer may slip in
+    # between (BEGIN IMMEDIATE), while readers go on
+    import sqlite3
+
+    attempts = []
+
+    def write_meanwhile(conn, clause, *args):
+        if not attempts and "FROM clips" in str(clause):
+            other = sqlite3.connect(engine.url.database, timeout=0.05)
+            try:
+                other.execute("SELECT count(*) FROM clips").fetchone()  # reading is fine
+                other.execute("UPDATE reviews SET note = 'x'")
+                attempts.append("wrote")
+            except sqlite3.OperationalError as exc:
+                attempts.append(str(exc))
+            finally:
+                other.close()
+
+    event.listen(engine, "after_execute", write_meanwhile)
+    try:
+        import_llp(engine, make_llp_dir(tmp_path / "data"))
+    finally:
+        event.remove(engine, "after_execute", write_meanwhile)
+    assert attempts == ["database is locked"]
+    assert dataset_stats(engine)["clips"]["train"] == 3  # and the import itself went through
+
+
 def test_export_rejects_bad_source(tmp_path, engine):
     with pytest.raises(ValueError, match="unknown label source"):
         export_labels(engine, tmp_path / "o", source="handmade")
