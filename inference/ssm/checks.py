@@ -110,3 +110,15 @@ def transform_delta(delta: Tensor, delta_bias: Tensor | None, softplus: bool, dt
     if softplus:
         delta = torch.nn.functional.softplus(delta)
     return delta
+
+
+def kernel_inputs(
+    u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
+    D: Tensor | None = None, z: Tensor | None = None, delta_bias: Tensor | None = None,
+) -> tuple[ScanShape, list[Tensor | None]]:
+    """Checked inputs as the fused backends take them: contiguous, in the computation dtype,
+    variable B/C (batch, N, L) as one group (batch, 1, N, L); absent optional ones stay None."""
+    shape = check_inputs(u, delta, A, B, C, D, z, delta_bias)
+    dtype = compute_dtype(u, delta, A, B, C, D, z, delta_bias)
+    B, C = (X.unsqueeze(1) if X.dim() == 3 else X for X in (B, C))
+    return shape, [None if t is None else t.to(dtype).contiguous() for t in (u, delta, A, B, C, D, z, delta_bias)]

@@ -36,7 +36,7 @@ from torch.autograd.function import once_differentiable
 from .blocks import (
     Stager, Steps, dot_n, from_layout, grad_operand, layout, outer, release_scratch, run_block, scratch, softplus_,
 )
-from .checks import check_inputs, compute_dtype
+from .checks import kernel_inputs
 
 __all__ = ["DEFAULT_BLOCK_ELEMENTS", "plan_blocks", "release_scratch", "selective_scan_chunked"]
 
@@ -227,15 +227,8 @@ def selective_scan_chunked(
     block_elements: int = DEFAULT_BLOCK_ELEMENTS,
 ) -> Tensor | tuple[Tensor, Tensor]:
     """Blocked scan; same arguments, shapes and dtypes as `inference.ssm.selective_scan`."""
-    s = check_inputs(u, delta, A, B, C, D, z, delta_bias)
-    dtype = compute_dtype(u, delta, A, B, C, D, z, delta_bias)
-    B_c = (B.unsqueeze(1) if B.dim() == 3 else B).to(dtype).contiguous()
-    C_c = (C.unsqueeze(1) if C.dim() == 3 else C).to(dtype).contiguous()
+    s, inputs = kernel_inputs(u, delta, A, B, C, D, z, delta_bias)
     block_len, span_len = plan_blocks(s.batch, s.dim, s.dstate, s.length, block_elements)
-    optional = [None if t is None else t.to(dtype).contiguous() for t in (D, z, delta_bias)]
-    out, last_state = _BlockedScan.apply(
-        u.to(dtype).contiguous(), delta.to(dtype).contiguous(), A.to(dtype).contiguous(), B_c, C_c,
-        *optional, delta_softplus, block_len, span_len,
-    )
+    out, last_state = _BlockedScan.apply(*inputs, delta_softplus, block_len, span_len)
     out = out.to(u.dtype)
     return (out, last_state) if return_last_state else out

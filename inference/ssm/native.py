@@ -34,7 +34,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from .checks import check_inputs, compute_dtype
+from .checks import kernel_inputs
 
 __all__ = ["KernelBuildError", "native_kernel", "native_unavailable_reason", "selective_scan_native"]
 
@@ -308,20 +308,11 @@ def selective_scan_native(
 ) -> Tensor | tuple[Tensor, Tensor]:
     """The C kernel; same arguments, shapes and dtypes as `inference.ssm.selective_scan`.
     CPU tensors only; raises RuntimeError (with the reason) when the kernel is unavailable."""
-    check_inputs(u, delta, A, B, C, D, z, delta_bias)
+    _, inputs = kernel_inputs(u, delta, A, B, C, D, z, delta_bias)
     if u.device.type != "cpu":
         raise RuntimeError(f"the native scan runs on the CPU; the tensors are on {u.device}")
     if native_kernel() is None:
         raise RuntimeError(f"the native scan is unavailable: {native_unavailable_reason()}")
-    dtype = compute_dtype(u, delta, A, B, C, D, z, delta_bias)
-
-    def prep(t: Tensor | None) -> Tensor | None:
-        return None if t is None else t.to(dtype).contiguous()
-
-    B4 = B.unsqueeze(1) if B.dim() == 3 else B
-    C4 = C.unsqueeze(1) if C.dim() == 3 else C
-    out, last_state = _NativeScan.apply(
-        *(prep(t) for t in (u, delta, A, B4, C4, D, z, delta_bias)), delta_softplus,
-    )
+    out, last_state = _NativeScan.apply(*inputs, delta_softplus)
     out = out.to(u.dtype)
     return (out, last_state) if return_last_state else out
