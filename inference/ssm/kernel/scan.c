@@ -41,6 +41,12 @@ static void unpack_shape(const int64_t *v, Shape *s) {
     s->db_worker = v[12]; s->dc_worker = v[13];
 }
 
+/* 2^f for |f| <= 1/2 by the degree-7 Taylor polynomial in Horner form; f a float or a
+ * vector of floats (scan_vec16.h uses it too). */
+#define EXP2_POLY(f)                                                                            \
+    (((((((1.5252734e-05f * (f) + 1.5403530e-04f) * (f) + 1.3333558e-03f) * (f) + 9.6181291e-03f) \
+         * (f) + 5.5504109e-02f) * (f) + 2.4022651e-01f) * (f) + 6.9314718e-01f) * (f) + 1.0f)
+
 /* 2^x in float32, written so that the compiler vectorises it (no libm call): x = k + f
  * with k an integer and |f| <= 1/2, 2^f by its degree-7 Taylor polynomial (truncation
  * error < 5e-9, below float32's rounding), 2^k added to the exponent bits. Results below
@@ -53,14 +59,7 @@ static inline float exp2_f32(float x0) {
     x = x < 126.0f ? x : 126.0f;
     const float k = (x + 12582912.0f) - 12582912.0f; /* round to nearest: 1.5 * 2^23 */
     const float f = x - k;
-    float p = 1.5252734e-05f;
-    p = p * f + 1.5403530e-04f;
-    p = p * f + 1.3333558e-03f;
-    p = p * f + 9.6181291e-03f;
-    p = p * f + 5.5504109e-02f;
-    p = p * f + 2.4022651e-01f;
-    p = p * f + 6.9314718e-01f;
-    p = p * f + 1.0f;
+    float p = EXP2_POLY(f);
     uint32_t bits;
     memcpy(&bits, &p, sizeof bits);
     bits += (uint32_t) (int32_t) k << 23;
@@ -114,14 +113,6 @@ static inline double sigmoid_f64(double x) { return 1.0 / (1.0 + exp(-x)); }
 #define SOFTPLUS(x) softplus_f32(x)
 #define SIGMOID(x) sigmoid_f32(x)
 #include "scan_impl.h"
-#undef REAL
-#undef SFX
-#undef DECAY
-#undef DECAY_SCALE
-#undef SOFTPLUS
-#undef SIGMOID
-#undef FULL_TILE_FORWARD
-#undef FULL_TILE_BACKWARD
 
 #define REAL double
 #define SFX f64
@@ -132,14 +123,6 @@ static inline double sigmoid_f64(double x) { return 1.0 / (1.0 + exp(-x)); }
 #define SOFTPLUS(x) softplus_f64(x)
 #define SIGMOID(x) sigmoid_f64(x)
 #include "scan_impl.h"
-#undef REAL
-#undef SFX
-#undef DECAY
-#undef DECAY_SCALE
-#undef SOFTPLUS
-#undef SIGMOID
-#undef FULL_TILE_FORWARD
-#undef FULL_TILE_BACKWARD
 
 /* Lets the loader check that it has the kernel it was built from. */
 int scan_abi_version(void) { return 3; }

@@ -301,6 +301,15 @@ int FN(scan_backward)(const int64_t *sizes, void *const *ptrs, int workers) {
     return FN(run)(sizes, ptrs, workers, 1);
 }
 
+/* This type's parameters are used up: the next inclusion defines its own. */
 #undef CAT_
 #undef CAT
 #undef FN
+#undef REAL
+#undef SFX
+#undef DECAY
+#undef DECAY_SCALE
+#undef SOFTPLUS
+#undef SIGMOID
+#undef FULL_TILE_FORWARD
+#undef FULL_TILE_BACKWARD

@@ -37,14 +37,7 @@ VEC_INLINE v16f exp2_v16(v16f x0) {
     x = select16(x < splat16(126.0f), x, splat16(126.0f));
     const v16f k = (x + 12582912.0f) - 12582912.0f;
     const v16f f = x - k;
-    v16f p = splat16(1.5252734e-05f);
-    p = p * f + 1.5403530e-04f;
-    p = p * f + 1.3333558e-03f;
-    p = p * f + 9.6181291e-03f;
-    p = p * f + 5.5504109e-02f;
-    p = p * f + 2.4022651e-01f;
-    p = p * f + 6.9314718e-01f;
-    p = p * f + 1.0f;
+    const v16f p = EXP2_POLY(f);
     const v16u bits = (v16u) p + ((v16u) __builtin_convertvector(k, v16i) << 23);
     return select16(nan, x0, (v16f) (bits & (v16u) ~tiny));
 }
