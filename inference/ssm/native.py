@@ -16,6 +16,7 @@ gradient parts; softplus, the gate and every gradient are computed in the kernel
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import logging
 import os
@@ -158,6 +159,18 @@ def _cpu_signature() -> str:
     return text
 
 
+@functools.lru_cache(maxsize=4)
+def _build_identity(cc: tuple[str, ...], kernel_dir: Path) -> bytes:
+    """What a build depends on besides its flags: the sources, the compiler and its version, the
+    CPU. Found once per process, not once per flag set tried."""
+    try:
+        version = subprocess.run([*cc, "--version"], capture_output=True, timeout=30).stdout
+        sources = b"".join((kernel_dir / name).read_bytes() for name in SOURCES)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise KernelBuildError(f"cannot run the C compiler {' '.join(cc)!r} or read the kernel: {exc}") from exc
+    return b"\0".join([sources, version, " ".join([*cc, _cpu_signature()]).encode()])
+
+
 def _cache_dir() -> Path:
     configured = os.environ.get("AVVP_KERNEL_CACHE")
     return Path(configured) if configured else Path(platformdirs.user_cache_dir("avvp-studio")) / "kernels"
@@ -168,13 +181,8 @@ def build_kernel(cache_dir: Path | None = None, flags: list[str] = _FLAG_SETS[0]
     compiler and CPU; its path. A failed build is remembered too (scan-KEY.failed holds the
     compiler's message), so that every new process does not compile in vain again."""
     cc = _compiler()
-    try:
-        version = subprocess.run([*cc, "--version"], capture_output=True, timeout=30).stdout
-        sources = b"".join((KERNEL_DIR / name).read_bytes() for name in SOURCES)
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise KernelBuildError(f"cannot run the C compiler {' '.join(cc)!r} or read the kernel: {exc}") from exc
+    key = hashlib.sha256(b"\0".join([_build_identity(tuple(cc), KERNEL_DIR), " ".join(flags).encode()]))
     cache_dir = cache_dir or _cache_dir()
-    key = hashlib.sha256(b"\0".join([sources, version, " ".join([*cc, *flags, _cpu_signature()]).encode()]))
     target = cache_dir / f"scan-{key.hexdigest()[:20]}.so"
     failed = target.with_suffix(".failed")
     if target.exists():
