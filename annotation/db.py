@@ -87,18 +87,24 @@ def open_database(db: str, migrate: bool = True, create: bool = True) -> Engine:
 
 
 @contextmanager
-def snapshot(engine: Engine) -> Iterator[Connection]:
-    """A connection whose reads all see one committed state of the database, however many
-    queries they take: an export or a training set read while annotators save edits must
-    not mix a clip's tracks or reviews from before and after an edit. PostgreSQL: a
-    REPEATABLE READ transaction. SQLite: an explicit read transaction (the driver opens none
-    for SELECTs), whose snapshot WAL mode keeps while writers go on. Reads only: closing the
-    connection rolls the transaction back."""
+def _repeatable(engine: Engine, sqlite_begin: str) -> Iterator[Connection]:
+    """A connection in a transaction whose reads all see one committed state: PostgreSQL's
+    REPEATABLE READ; on SQLite an explicit `sqlite_begin` (the driver opens no transaction
+    for SELECTs), whose snapshot WAL mode keeps while writers go on."""
     with engine.connect() as conn:
         if engine.dialect.name == "sqlite":
-            conn.exec_driver_sql("BEGIN")
+            conn.exec_driver_sql(sqlite_begin)
         else:
             conn = conn.execution_options(isolation_level="REPEATABLE READ")
+        yield conn
+
+
+@contextmanager
+def snapshot(engine: Engine) -> Iterator[Connection]:
+    """A connection for reads that must see one moment, however many queries they take: an
+    export or a training set read while annotators save edits must not mix a clip's tracks
+    or reviews from before and after an edit. Reads only: closing it rolls back."""
+    with _repeatable(engine, "BEGIN") as conn:
         yield conn
 
 
@@ -107,14 +113,10 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
     """A transaction for work that reads the database and then writes what it read decides
     (an import compares with what is stored): no other writer may slip in between. SQLite:
     BEGIN IMMEDIATE takes the write lock before the first read (other writers wait, readers
-    go on). PostgreSQL: REPEATABLE READ, so that a row changed by another writer meanwhile
-    fails the whole transaction (nothing written) instead of being half-applied. Commits at
-    the end, rolls back on any exception."""
-    with engine.connect() as conn:
-        if engine.dialect.name == "sqlite":
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
-        else:
-            conn = conn.execution_options(isolation_level="REPEATABLE READ")
+    go on). PostgreSQL: a row changed by another writer meanwhile fails the whole
+    transaction (nothing written) instead of being half-applied. Commits at the end, rolls
+    back on any exception."""
+    with _repeatable(engine, "BEGIN IMMEDIATE") as conn:
         try:
             yield conn
         except BaseException:
