@@ -7,7 +7,7 @@ none; `--device cpu --clips 64` runs the same code on the CPU as a smoke test.
 - epoch: `--clips` LLP-shaped random clips (batches made once on the device and cycled,
   so the figure is the model's, not a disk's) through forward + loss + backward + Adam, for
   HAN (VGGish + ResNet + R(2+1)D), MUG (same features) and LINK (CLAP + CLIP): seconds,
-  clips/s, and peak device memory;
+  clips/s, and peak device memory (`bench_train.train_steps`);
 - scan: batch 8, dim 256, N 16, variable B/C, L in {100, 1000, 4096}, forward and
   forward+backward: mamba_ssm's CUDA kernel (when it imports) and the chunked PyTorch scan,
   each against the sequential PyTorch reference on the same device.
@@ -19,53 +19,21 @@ import argparse
 import sys
 import time
 
-import numpy as np
 import torch
 
 from bench_scan import NAMES, make_inputs
-from bench_train import random_batch
+from bench_train import sync, train_steps
 from common import save
 
-from inference.models import create_model
 from inference.ssm import cuda_unsupported_reason, selective_scan
 
 MODELS = (("han", "vggish"), ("mug", "vggish"), ("link", "clip_clap"))
 SCAN_LENGTHS = (100, 1000, 4096)
 
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def epoch(name: str, feature_set: str, clips: int, batch: int, device: torch.device) -> dict:
-    """One pass over `clips` clips; the first two steps (allocator, cuDNN choices) untimed."""
-    torch.manual_seed(0)
-    model = create_model(name, feature_set=feature_set).to(device).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-4)
-    rng = np.random.default_rng(0)
-    pool = [{k: v.to(device) for k, v in random_batch(feature_set, batch, rng).items()} for _ in range(8)]
-    steps = max(1, -(-clips // batch))
-
-    def step(i: int) -> None:
-        loss, _ = model.loss(model(pool[i % len(pool)]), pool[i % len(pool)])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
-    for i in range(2):
-        step(i)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    sync(device)
-    start = time.perf_counter()
-    for i in range(steps):
-        step(i)
-    sync(device)
-    seconds = time.perf_counter() - start
-    peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
-    return {"clips": steps * batch, "batch": batch, "seconds": round(seconds, 3),
-            "clips_per_s": round(steps * batch / seconds, 1), "peak_memory_mib": peak and round(peak, 1)}
+    """One pass over `clips` clips (bench_train's timed training steps on this device)."""
+    return train_steps(name, feature_set, max(1, -(-clips // batch)), batch, device)
 
 
 def scan_time(backend: str, inputs: dict[str, torch.Tensor], backward: bool, repeat: int) -> float:

@@ -40,22 +40,48 @@ def random_batch(feature_set: str, batch: int, rng: np.random.Generator) -> dict
     return out
 
 
-def throughput(name: str, feature_set: str, steps: int = 12, batch: int = 16) -> tuple[float, int]:
+def sync(device: torch.device) -> None:
+    """Wait for the device's queued work, so that wall times measure it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def train_steps(name: str, feature_set: str, steps: int, batch: int, device: torch.device | None = None) -> dict:
+    """`steps` training steps (forward + loss + backward + Adam) of batches made once on the
+    device and cycled, after two untimed warm-up steps (allocator, kernel choices); bench_gpu's
+    epoch uses it too."""
+    device = device or torch.device("cpu")
     torch.manual_seed(0)
-    model = create_model(name, feature_set=feature_set)
+    model = create_model(name, feature_set=feature_set).to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-4)
     rng = np.random.default_rng(0)
-    batches = [random_batch(feature_set, batch, rng) for _ in range(3)]
-    model.train()
-    for i in range(steps + 2):
-        if i == 2:
-            start = time.perf_counter()  # two warm-up steps
-        loss, _ = model.loss(model(batches[i % 3]), batches[i % 3])
+    pool = [{k: v.to(device) for k, v in random_batch(feature_set, batch, rng).items()} for _ in range(3)]
+
+    def step(i: int) -> None:
+        loss, _ = model.loss(model(pool[i % len(pool)]), pool[i % len(pool)])
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    rate = steps * batch / (time.perf_counter() - start)
-    return rate, sum(p.numel() for p in model.parameters())
+
+    for i in range(2):
+        step(i)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    sync(device)
+    start = time.perf_counter()
+    for i in range(steps):
+        step(i)
+    sync(device)
+    seconds = time.perf_counter() - start
+    peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
+    return {"clips": steps * batch, "batch": batch, "seconds": round(seconds, 3),
+            "clips_per_s": round(steps * batch / seconds, 1), "peak_memory_mib": peak and round(peak, 1),
+            "params": sum(p.numel() for p in model.parameters())}
+
+
+def throughput(name: str, feature_set: str, steps: int = 12, batch: int = 16) -> tuple[float, int]:
+    result = train_steps(name, feature_set, steps, batch)
+    return result["clips_per_s"], result["params"]
 
 
 def demo_end_to_end(work: Path) -> dict:
