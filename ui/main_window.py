@@ -136,14 +136,12 @@ class MainWindow(QMainWindow):
         self.actions["undo"], self.actions["redo"] = undo, redo
 
     # ---- menus and shortcuts -----------------------------------------------------------
-    def _action(self, name: str, handler, shortcut: str | None = None) -> QAction:
-        text, default, tip = ACTIONS.get(name, (name, "", ""))
+    def _action(self, name: str, handler) -> QAction:
+        """An action of ui.keymap.ACTIONS; its key comes from apply_key_bindings."""
+        text, _, tip = ACTIONS.get(name, (name, "", ""))
         action = QAction(text, self)
         action.setToolTip(tip)
         action.setStatusTip(tip)
-        keys = shortcut if shortcut is not None else self.prefs.shortcuts().get(name, default)
-        if keys:
-            action.setShortcut(QKeySequence(keys))
         if name in EDITOR_SCOPED:
             action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
             self.editor.addAction(action)
@@ -187,14 +185,13 @@ class MainWindow(QMainWindow):
         view_menu.addAction(self.queue.toggleViewAction())
         view_menu.addAction(self._action("toggle_view", self._toggle_view))
         view_menu.addAction(self._action("toggle_others", self._toggle_others))
-        for index, key in enumerate(self.prefs.class_keys()):
-            action = QAction(f"Toggle {DISPLAY_NAMES[index]}", self)
-            action.setShortcut(QKeySequence(key))
+        for index, name in enumerate(DISPLAY_NAMES):
+            action = QAction(f"Toggle {name}", self)
             action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
             action.triggered.connect(lambda _=False, c=index: self.keys.toggle_class(c))
             self.editor.addAction(action)
             self.actions[f"class:{index}"] = action
-        self.timelines.set_shortcuts({i: k for i, k in enumerate(self.prefs.class_keys())})
+        self.apply_key_bindings()
         help_menu = bar.addMenu("&Help")
         shortcuts = QAction("Keyboard shortcuts", self)
         shortcuts.setShortcut(QKeySequence("F1"))
