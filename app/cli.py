@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(f"app.{name}").register(subparsers)
+    parser.set_defaults(_commands=frozenset(subparsers.choices))
     return parser
 
 
@@ -43,11 +44,7 @@ def _version() -> str:
         return "unknown"
 
 
-def _commands(parser: argparse.ArgumentParser) -> set[str]:
-    return {name for action in parser._subparsers._group_actions for name in action.choices}  # type: ignore[union-attr]
-
-
-def _route(argv: list[str], commands: set[str]) -> list[str]:
+def _route(argv: list[str], commands: frozenset[str] | set[str]) -> list[str]:
     """The argument list with its command first: `--db URL COMMAND ...` means `COMMAND ... --db URL`
     (the database option reads like a global one; at the end it reaches nested subcommands such
     as `import llp`), and no command at all means the window."""
@@ -61,7 +58,7 @@ def _route(argv: list[str], commands: set[str]) -> list[str]:
 
 def run_cli(argv: list[str]) -> int:
     parser = build_parser()
-    args = parser.parse_args(_route(argv, _commands(parser)))
+    args = parser.parse_args(_route(argv, parser.get_default("_commands")))
     if not hasattr(args, "func"):
         parser.print_help()
         return 1
