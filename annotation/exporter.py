@@ -2,25 +2,25 @@
 
 The output folder feeds training directly: weak CSVs, `CLAP/segment_pseudo_labels`
 (audio) and `CLIP/segment_pseudo_labels` (visual) of shape (10, 25) int64.
-CSV files are written atomically (temp file + rename) so a crash never leaves
-a half-written file under the final name.
+The whole folder is built beside OUT and swapped in when complete (see
+`export_labels`); per-clip file names come from validated video ids only.
 """
 from __future__ import annotations
 
 import csv
 import io
 import json
-import os
-import tempfile
-from contextlib import contextmanager
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import numpy as np
-from sqlalchemy import Connection, Engine, and_, select
+from sqlalchemy import Connection, Engine, select
 
+from annotation.clipname import ClipNameError, check_video_id
 from annotation.db import snapshot
+from annotation.files import child_path, folder_lock, recover_swap, sibling, swap_in, write_new
 from annotation.grid import to_pseudo_layout, unpack
 from annotation.importer import PSEUDO_DIRS, WEAK_FILES
 from annotation.llp_csv import write_dense_csv, write_weak_csv
@@ -31,9 +31,6 @@ from annotation.taxonomy import parse_label_list
 Progress = Callable[[str, int, int], None]
 EXPORT_SOURCES_HELP = "manual|pseudo|truth|prediction:RUN|best"
 MARKER = "export.json"
-CSV_NAMES = ("audio.csv", "visual.csv", "status.csv", *WEAK_FILES.values())
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 
 
 class ExportError(ValueError):
@@ -65,20 +62,12 @@ def check_request(engine: Engine, source: str, split: str) -> None:
         raise ExportError(f"no {source!r} labels in this database; available: {', '.join(available) or 'none'}")
 
 
-def prepare_folder(out: Path) -> None:
-    """Create `out`, or clear an earlier export there; never mix with, or delete, other files."""
+def _check_target(out: Path) -> None:
+    """`out` may be absent, empty, or an earlier export; never a file or a folder of other files."""
     if out.exists() and not out.is_dir():
         raise ExportError(f"{out} exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()):
-        if not (out / MARKER).exists():
-            raise ExportError(f"{out} is not empty and holds no earlier export ({MARKER}); choose an empty folder")
-        for name in CSV_NAMES:
-            (out / name).unlink(missing_ok=True)
-        for sub in PSEUDO_DIRS.values():
-            if (out / sub).is_dir():
-                for npy in (out / sub).glob("*.npy"):
-                    npy.unlink()
-    out.mkdir(parents=True, exist_ok=True)
+    if out.is_dir() and any(out.iterdir()) and not (out / MARKER).exists():
+        raise ExportError(f"{out} is not empty and holds no earlier export ({MARKER}); choose an empty folder")
 
 
 @dataclass
@@ -101,23 +90,9 @@ _PSEUDO_HEADER = _npy_header((10, 25), np.dtype(np.int64))
 
 
 def write_pseudo_npy(path: Path, grid: np.ndarray) -> None:
-    """np.save of the (10, 25) int64 layout, with the constant header built once (4x faster on 20k files)."""
-    with open(path, "wb") as handle:
-        handle.write(_PSEUDO_HEADER)
-        handle.write(to_pseudo_layout(grid).tobytes())
-
-
-@contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; exports are shared like any file
-    try:
-        yield Path(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    """np.save of the (10, 25) int64 layout, with the constant header built once (4x faster on 20k files);
+    a new file only (two clips never share a name, and a planted symlink is not followed)."""
+    write_new(path, _PSEUDO_HEADER + to_pseudo_layout(grid).tobytes())
 
 
 def select_grids(conn: Connection, source: str, split: str) -> tuple[list, dict[str, dict[int, np.ndarray]]]:
@@ -140,54 +115,77 @@ def select_grids(conn: Connection, source: str, split: str) -> tuple[list, dict[
     return clips, grids
 
 
+def _check_names(clips: list) -> None:
+    """Every per-clip file name comes from a stored video id; an id that is not a plain LLP id
+    (imported by an older version that checked less) must not become a path."""
+    for clip in clips:
+        try:
+            check_video_id(clip.video_id)
+        except ClipNameError as exc:
+            raise ExportError(f"stored clip {clip.filename!r}: {exc}; refusing to write a file named after it") from None
+
+
 def export_labels(
     engine: Engine, out_dir: str | Path, source: str = "best", split: str = "all", progress: Progress | None = None
 ) -> ExportReport:
+    """Export into a hidden sibling of OUT, then swap it in: a failure (full disk, kill) at any
+    point leaves the previous export in OUT as it was, and never a mix of the two."""
     note = progress or (lambda stage, done, total: None)
     out = Path(out_dir)
     check_request(engine, source, split)
-    prepare_folder(out)
+    _check_target(out)
+    out.mkdir(parents=True, exist_ok=True)
+    with folder_lock(out.parent, "export", wait=True):  # exports into one place take turns
+        recover_swap(out)
+        _check_target(out)
+        build = sibling(out, "new")
+        try:
+            report = _write_export(engine, build, source, split, note)
+            swap_in(build, out)
+        finally:
+            shutil.rmtree(build, ignore_errors=True)
+    return report
+
+
+def _write_export(engine: Engine, out: Path, source: str, split: str, note: Progress) -> ExportReport:
     r = Review.__table__
     with snapshot(engine) as conn:  # labels and review states of one moment
         clips, grids = select_grids(conn, source, split)
         reviews = {row.clip_id: row for row in conn.execute(select(r))}
+    _check_names(clips)
     report = ExportReport(clips=len(clips))
     by_id = {clip.id: clip for clip in clips}
 
     for track in TRACKS:
         named = {by_id[cid].filename: grid for cid, grid in sorted(grids[track].items())}
-        with atomic_path(out / f"{track}.csv") as tmp:
-            report.rows[track] = write_dense_csv(tmp, named)
+        report.rows[track] = write_dense_csv(out / f"{track}.csv", named)
         report.exported[track] = len(named)
         report.missing[track] = len(clips) - len(named)
         folder = out / PSEUDO_DIRS[track]
-        folder.mkdir(parents=True, exist_ok=True)
+        folder.mkdir(parents=True)
         for i, (cid, grid) in enumerate(grids[track].items(), 1):
-            write_pseudo_npy(folder / f"{by_id[cid].video_id}.npy", grid)
+            write_pseudo_npy(child_path(folder, f"{by_id[cid].video_id}.npy"), grid)
             if i % 2000 == 0 or i == len(grids[track]):
                 note(f"{track} .npy", i, len(grids[track]))
 
     for split_name, filename in WEAK_FILES.items():
         rows = {clip.filename: parse_label_list(clip.weak_labels) for clip in clips if clip.split == split_name}
         if rows:
-            with atomic_path(out / filename) as tmp:
-                write_weak_csv(tmp, rows)
+            write_weak_csv(out / filename, rows)
 
-    with atomic_path(out / "status.csv") as tmp:
-        with open(tmp, "w", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
-            writer.writerow(("filename", "status", "annotator", "time"))
-            for clip in clips:
-                rev = reviews.get(clip.id)
-                when = as_utc(rev.updated_at) if rev is not None else None
-                writer.writerow((
-                    clip.filename,
-                    rev.status if rev is not None else "pending",
-                    (rev.annotator or "") if rev is not None else "",
-                    when.isoformat(timespec="seconds") if when else "",
-                ))
+    with open(out / "status.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
+        writer.writerow(("filename", "status", "annotator", "time"))
+        for clip in clips:
+            rev = reviews.get(clip.id)
+            when = as_utc(rev.updated_at) if rev is not None else None
+            writer.writerow((
+                clip.filename,
+                rev.status if rev is not None else "pending",
+                (rev.annotator or "") if rev is not None else "",
+                when.isoformat(timespec="seconds") if when else "",
+            ))
     marker = {"source": source, "split": split, "clips": report.clips, "exported": report.exported,
               "rows": report.rows}
-    with atomic_path(out / MARKER) as tmp:
-        tmp.write_text(json.dumps(marker, indent=2))
+    (out / MARKER).write_text(json.dumps(marker, indent=2), encoding="utf-8")
     return report

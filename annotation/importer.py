@@ -18,9 +18,11 @@ from sqlalchemy import Engine, and_, bindparam, insert, select, update
 from annotation.clipname import parse_clip_name
 from annotation.db import write_transaction
 from annotation.errors import DataFileError
+from annotation.files import present
 from annotation.grid import PSEUDO_SHAPE, from_pseudo_layout, pack
-from annotation.llp_csv import dense_grids, read_dense_csv, read_weak_csv
+from annotation.llp_csv import DenseTally, dense_grids, iter_dense_csv, read_weak_csv
 from annotation.models import Clip, FeatureSet, LabelTrack, Review
+from annotation.npyfile import npy_shape, read_npy
 from annotation.store import utcnow, validate_source
 from annotation.taxonomy import format_label_list
 
@@ -38,7 +40,6 @@ FEATURE_DIRS = {
 }
 VIDEO_DIR = "raw_videos"
 EVALUATED_SPLITS = ("val", "test")
-NPY_MAGIC = b"\x93NUMPY"
 
 
 @dataclass
@@ -71,7 +72,7 @@ def _read_clips(data_dir: Path, report: ImportReport) -> list[_ClipIn]:
     ids: dict[str, _ClipIn] = {}
     for split, name in WEAK_FILES.items():
         path = data_dir / name
-        if not path.exists():
+        if not present(path):
             continue
         rows = read_weak_csv(path)
         report.clips[split] = 0
@@ -101,37 +102,53 @@ def _read_clips(data_dir: Path, report: ImportReport) -> list[_ClipIn]:
     return list(clips.values())
 
 
-def _npy_files(folder: Path) -> dict[str, Path]:
+def _entries(folder: Path, suffix: str) -> dict[str, Path]:
+    """{stem: path} of the `suffix` files of a folder (sub-folders aside); an entry of that name that
+    is not a readable file (a dangling or looping symlink, no permission) is an error, not a file to skip."""
+    found = {}
     with os.scandir(folder) as entries:
-        return {e.name[:-4]: Path(e.path) for e in entries if e.name.endswith(".npy") and e.is_file()}
+        for entry in entries:
+            if entry.name.endswith(suffix) and not entry.is_dir(follow_symlinks=False):
+                if not entry.is_file():  # scandir knows regular files without a system call
+                    present(Path(entry.path))
+                found[entry.name[: len(entry.name) - len(suffix)]] = Path(entry.path)
+    return found
 
 
 def load_pseudo(path: Path, clip: str) -> np.ndarray:
     """A (10, 25) pseudo-label .npy, fully validated, as a (25, 10) grid (import and training read it)."""
-    with open(path, "rb") as handle:
-        if handle.read(len(NPY_MAGIC)) != NPY_MAGIC:
-            raise DataFileError(path, "not a .npy file (no NumPy header); expected (10, 25) 0/1 integers", clip=clip)
-    try:
-        array = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as exc:
-        raise DataFileError(path, f"not a readable .npy array ({exc}); expected (10, 25) 0/1 integers", clip=clip) from None
-    if array.shape != PSEUDO_SHAPE:
-        raise DataFileError(path, f"shape {array.shape}; expected {PSEUDO_SHAPE} (segments, classes)", clip=clip)
-    if not (np.issubdtype(array.dtype, np.integer) or array.dtype == np.bool_):
-        raise DataFileError(path, f"dtype {array.dtype}; expected integer 0/1 (int64 as VALOR writes)", clip=clip)
+    expected = f"{PSEUDO_SHAPE} (segments, classes) 0/1 integers, int64 as VALOR writes"
+    array = read_npy(path, shape=PSEUDO_SHAPE, kinds="iub", expected=expected, clip=clip)
     if array.size and (array.min() < 0 or array.max() > 1):
-        raise DataFileError(path, f"values outside 0/1 (min {array.min()}, max {array.max()})", clip=clip)
+        raise DataFileError(path, f"values outside 0/1 (min {array.min()}, max {array.max()}); expected {expected}",
+                            clip=clip)
     return from_pseudo_layout(array)
 
 
 def _first_shape(files: dict[str, Path]) -> str | None:
     if not files:
         return None
-    path = next(iter(files.values()))
-    try:
-        return str(tuple(np.load(path, mmap_mode="r", allow_pickle=False).shape))
-    except (ValueError, OSError) as exc:
-        raise DataFileError(path, f"not a readable .npy feature file ({exc})") from None
+    return str(npy_shape(next(iter(files.values())), "a feature array"))
+
+
+def _read_truth(data_dir: Path, clips: list[_ClipIn], report: ImportReport) -> dict:
+    """Dense truth grids by (track, 'truth'), streamed: memory holds the grids, not the rows."""
+    filenames = [c.filename for c in clips]
+    grids = {}
+    for track, name in DENSE_FILES.items():
+        path = data_dir / name
+        if not present(path):
+            continue
+        tally = DenseTally()
+        stacked = dense_grids(iter_dense_csv(path), filenames, tally)
+        report.truth_rows[track], report.orphan_rows[track] = tally.rows, tally.other_rows
+        # Truth exists for every clip of the evaluated splits (val/test) the dense file covers,
+        # all-zero where no row names the clip, exactly as the evaluation code assumes;
+        # a clip of another split gets truth only if a row names it.
+        covered_splits = {c.split for c in clips if c.filename in tally.named and c.split in EVALUATED_SPLITS}
+        grids[(track, "truth")] = {c.filename: stacked[i] for i, c in enumerate(clips)
+                                   if c.split in covered_splits or c.filename in tally.named}
+    return grids
 
 
 def read_dataset(data_dir: Path, report: ImportReport, progress: Progress | None = None):
@@ -139,33 +156,15 @@ def read_dataset(data_dir: Path, report: ImportReport, progress: Progress | None
     note = progress or (lambda stage, done, total: None)
     clips = _read_clips(data_dir, report)
     note("weak labels", len(clips), len(clips))
-    filenames = [c.filename for c in clips]
-    grids: dict[tuple[str, str], dict[str, np.ndarray]] = {}
-
-    for track, name in DENSE_FILES.items():
-        path = data_dir / name
-        if not path.exists():
-            continue
-        rows = read_dense_csv(path)
-        known = set(filenames)
-        report.truth_rows[track] = len(rows)
-        report.orphan_rows[track] = sum(r.filename not in known for r in rows)
-        # Truth exists for every clip of the evaluated splits (val/test) the dense file covers,
-        # all-zero where no row names the clip, exactly as the evaluation code assumes;
-        # a clip of another split gets truth only if a row names it.
-        named = {r.filename for r in rows}
-        covered_splits = {c.split for c in clips if c.filename in named and c.split in EVALUATED_SPLITS}
-        targets = [c.filename for c in clips if c.split in covered_splits or c.filename in named]
-        stacked = dense_grids(rows, targets)
-        grids[(track, "truth")] = dict(zip(targets, stacked))
-        note(f"{track} truth", len(rows), len(rows))
+    grids = _read_truth(data_dir, clips, report)
+    note("truth", len(clips), len(clips))
 
     by_id = {c.video_id: c.filename for c in clips}
     for track, sub in PSEUDO_DIRS.items():
         folder = data_dir / sub
-        if not folder.is_dir():
+        if not present(folder, "folder"):
             continue
-        files = _npy_files(folder)
+        files = _entries(folder, ".npy")
         matched = [(vid, path) for vid, path in files.items() if vid in by_id]
         report.pseudo_files[track] = len(matched)
         report.unmatched_pseudo_files[track] = len(files) - len(matched)
@@ -179,16 +178,16 @@ def read_dataset(data_dir: Path, report: ImportReport, progress: Progress | None
     features = {}
     for name, sub in FEATURE_DIRS.items():
         folder = data_dir / sub
-        if folder.is_dir():
-            files = _npy_files(folder)
+        if present(folder, "folder"):
+            files = _entries(folder, ".npy")
             features[name] = (folder.resolve(), len(files), _first_shape(files))
             report.feature_sets[name] = len(files)
 
     videos = {}
     folder = data_dir / VIDEO_DIR
-    if folder.is_dir():
-        with os.scandir(folder) as entries:
-            found = {Path(e.name).stem: Path(e.path).resolve() for e in entries if e.is_file()}
+    if present(folder, "folder"):
+        found = {Path(name).stem: path.resolve() for name, path in _entries(folder, "").items()
+                 if not name.startswith(".")}
         videos = {by_id[v]: str(p) for v, p in found.items() if v in by_id}
         report.videos = len(videos)
     return clips, grids, features, videos
@@ -258,13 +257,13 @@ def _weak_mask(labels: tuple[int, ...]) -> int:
 
 def import_llp(engine: Engine, data_dir: str | Path, progress: Progress | None = None) -> ImportReport:
     data_dir = Path(data_dir)
-    if not data_dir.is_dir():
+    if not present(data_dir, "folder"):
         raise DataFileError(data_dir, "not a directory; expected an LLP-layout data folder")
     report = ImportReport()
     clips, grids, features, videos = read_dataset(data_dir, report, progress)
     note = progress or (lambda stage, done, total: None)
     now = utcnow()
-    c, t, r, f = Clip.__table__, LabelTrack.__table__, Review.__table__, FeatureSet.__table__
+    c, r, f = Clip.__table__, Review.__table__, FeatureSet.__table__
     with write_transaction(engine) as conn:
         existing = {row.filename: row for row in conn.execute(select(c))}
         _check_id_clashes(clips, existing, data_dir)

@@ -5,13 +5,8 @@ import argparse
 import sys
 from pathlib import Path
 
-import platformdirs
-
 from annotation.demo import DemoError, build_demo
-
-
-def default_demo_dir() -> Path:
-    return Path(platformdirs.user_data_dir("avvp-studio")) / "demo"
+from app.settings import default_demo_dir
 
 
 def _clip_count(text: str) -> int:

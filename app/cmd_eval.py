@@ -10,7 +10,7 @@ import argparse
 import json
 import sys
 
-from annotation.llp_csv import read_dense_csv, read_weak_csv
+from annotation.llp_csv import DenseTally, read_weak_csv
 from inference.metrics import evaluate_csv, format_table
 
 
@@ -38,20 +38,26 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print the ten numbers; DataFileError propagates to the CLI, which reports it."""
-    scores = evaluate_csv(args.gt_audio, args.gt_visual, args.pred_audio, args.pred_visual, args.videos)
-    _warn_unpredicted(args)
+    tallies: dict[str, DenseTally] = {}
+    scores = evaluate_csv(args.gt_audio, args.gt_visual, args.pred_audio, args.pred_visual, args.videos, tallies)
+    _notes(args, tallies)
     print(json.dumps(scores) if args.json else format_table(scores))
     return 0
 
 
-def _warn_unpredicted(args: argparse.Namespace) -> None:
-    """Videos no prediction row names score as all-zero predictions: legitimate, but often a wrong file."""
-    videos = {row.filename for row in read_weak_csv(args.videos)}
-    predicted = {row.filename for path in (args.pred_audio, args.pred_visual) for row in read_dense_csv(path)}
-    missing = len(videos - predicted)
-    if missing == len(videos):
-        print(f"warning: no prediction row names any of the {len(videos)} videos of {args.videos}; "
+def _notes(args: argparse.Namespace, tallies: dict[str, DenseTally]) -> None:
+    """What the scores leave unsaid: videos without any prediction row score as predicting nothing
+    (legitimate, but often a wrong file), and rows of clips outside --videos are not scored."""
+    videos = len({row.filename for row in read_weak_csv(args.videos)})
+    predicted = len(tallies["audio"].named | tallies["visual"].named)
+    if predicted == 0:
+        print(f"warning: no prediction row names any of the {videos} videos of {args.videos}; "
               "check that the predictions are for this split", file=sys.stderr)
-    elif missing:
-        print(f"note: {missing} of {len(videos)} videos have no prediction row (scored as predicting nothing)",
+    elif predicted < videos:
+        print(f"note: {videos - predicted} of {videos} videos have no prediction row (scored as predicting nothing)",
               file=sys.stderr)
+    extra = tallies["audio"].other_names | tallies["visual"].other_names
+    if extra:
+        rows = tallies["audio"].other_rows + tallies["visual"].other_rows
+        print(f"note: {rows} prediction row(s) of {len(extra)} clip(s) outside {args.videos} were not scored "
+              f"(e.g. {min(extra)})", file=sys.stderr)

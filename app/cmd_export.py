@@ -22,7 +22,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    engine = open_database(resolve_database(args.db), create=False)
+    engine = open_database(resolve_database(args.db), readonly=True)
     try:
         report = export_labels(engine, args.out, source=args.source, split=args.split, progress=StderrProgress())
     except ExportError as exc:

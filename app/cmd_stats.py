@@ -17,6 +17,6 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    stats = dataset_stats(open_database(resolve_database(args.db), create=False))
+    stats = dataset_stats(open_database(resolve_database(args.db), readonly=True))
     print(json.dumps(stats, indent=2) if args.json else format_stats(stats))
     return 0

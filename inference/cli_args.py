@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 
+from inference.devices import DEVICE_NAMES, check_device_name
+
 FEATURE_SET_NAMES = ("clip_clap", "vggish")  # = sorted(inference.data.FEATURE_SETS), checked by a test
 SPLITS = ("train", "val", "test", "all")  # = inference.predict.SPLITS
 
@@ -19,6 +21,13 @@ example (the synthetic demo; 600 clips make a demo big enough to learn from, 20 
       --pred-audio runs/han/test/audio.csv --pred-visual runs/han/test/visual.csv --videos demo600/AVVP_test_pd.csv
 multi-GPU / multi-node: torchrun --nproc_per_node=N -m inference.train_ddp --data DIR --model han --out RUN_DIR
 """
+
+
+def device_name(text: str) -> str:
+    try:
+        return check_device_name(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,7 +55,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scheduler", choices=("step", "cosine", "warmup_cosine", "none"),
                         help="learning-rate schedule, stepped per epoch (han: step, /10 every 10 epochs)")
     parser.add_argument("--step-size", type=int, metavar="EPOCHS", help="epochs between decays of the step schedule")
-    parser.add_argument("--device", default=None, help="auto (default), cpu, cuda or cuda:N")
+    parser.add_argument("--device", default=None, type=device_name, help=f"{DEVICE_NAMES} (default auto)")
     parser.add_argument("--seed", type=int, metavar="S", help="random seed (default 1)")
     parser.add_argument("--num-workers", type=int, metavar="N", help="data loading processes (default 0)")
     parser.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR from its last.pt")
@@ -59,4 +68,4 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder (npy probabilities, CSVs)")
     parser.add_argument("--name", metavar="RUN", help="with --db: store the predictions as label source "
                         "'prediction:RUN' (default: the run folder's name) so the window overlays them")
-    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    parser.add_argument("--device", default="auto", type=device_name, help=f"{DEVICE_NAMES} (default auto)")

@@ -7,7 +7,6 @@ the CLI starts fast), `app.cmd_train` and `app.cmd_predict` only register them.
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import signal
 import sys
@@ -15,25 +14,28 @@ import threading
 from pathlib import Path
 from typing import IO
 
-import numpy as np
-
 from annotation.db import DatabaseError, open_database
 from annotation.errors import DataFileError
+from annotation.files import FolderBusyError
 from annotation.importer import store_predictions
+from annotation.npyfile import read_npy
 from inference.callbacks import PrintProgress
+from inference.checkpoint import RunError, read_run_config
 from inference.data import FEATURE_SETS, FeatureStore, LabelSet, labels_from_folder, labels_from_store
 from inference.metrics import binarize, format_table
 from inference.models import UnknownModelError, model_names
-from inference.predict import RunError, predict_to_dir
-from inference.train import RunDirError, TrainConfig, train
+from inference.predict import predict_to_dir
+from inference.train import RunDirError, train
+from inference.train_config import TrainConfig
 
+REFUSALS = (RunError, UnknownModelError, DataFileError, DatabaseError, FolderBusyError)
 CACHE_LIMIT = 4000  # clips; smaller datasets keep their features in memory
 
 
 def load_data(data_dir: str | Path, db: str | None, feature_set: str) -> tuple[LabelSet, FeatureStore]:
     """Labels from the folder or the store; features of `feature_set` from the folder."""
     if db:
-        labels = labels_from_store(open_database(db, create=False))  # a typo in --db is an error
+        labels = labels_from_store(open_database(db, readonly=True))  # a typo in --db is an error
     else:
         labels = labels_from_folder(data_dir)
     features = FeatureStore(data_dir, FEATURE_SETS[feature_set], cache=len(labels) <= CACHE_LIMIT)
@@ -48,12 +50,11 @@ _OVERRIDES = {"feature_set": "feature_set", "cmrc": "cmrc", "cmrc_min_label_coun
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The recipe of --model with the options given; with --resume, the stored config with them."""
     given = {field: getattr(args, arg) for arg, field in _OVERRIDES.items() if getattr(args, arg) is not None}
-    stored = Path(args.out) / "config.json"
-    if args.resume and stored.exists():
-        data = json.loads(stored.read_text(encoding="utf-8"))["train"]
-        if args.model is not None and args.model != data["model"]:
-            raise RunDirError(f"{args.out} holds a {data['model']} run, not {args.model}")
-        return TrainConfig.from_dict({**data, **given})
+    if args.resume and (Path(args.out) / "config.json").exists():
+        stored = read_run_config(args.out, TrainConfig)
+        if args.model is not None and args.model != stored.model:
+            raise RunDirError(f"{args.out} holds a {stored.model} run, not {args.model}")
+        return TrainConfig.from_dict({**stored.to_dict(), **given})
     if args.model is None:
         raise RunError(f"--model is required (available models: {', '.join(model_names())})")
     return TrainConfig.for_model(args.model, **given)
@@ -99,7 +100,7 @@ def run_train(args: argparse.Namespace, distributed: bool = False, out: IO[str] 
         with _stop_on_interrupt(stop, err if main else None):
             result = train(config, labels, features, args.out, callbacks=[PrintProgress(err)] if main else [],
                            stop_event=stop, resume=args.resume, distributed=distributed)
-    except (RunError, UnknownModelError, DataFileError, DatabaseError) as exc:
+    except REFUSALS as exc:
         err.write(f"error: {exc}\n")
         return 2
     if main and not result.stopped:
@@ -113,8 +114,11 @@ def store_in_database(args: argparse.Namespace) -> str:
     """The binary predictions just written to --out, as 'prediction:<name>' tracks of the --db clips."""
     out = Path(args.out)
     names = out.joinpath("filenames.txt").read_text(encoding="utf-8").split()
-    pred_a, pred_v = binarize(np.load(out / "segment_probs_audio.npy"), np.load(out / "segment_probs_visual.npy"),
-                              np.load(out / "global_probs.npy"))
+    v = len(names)
+    probs = [read_npy(out / f"{name}.npy", shape=shape, kinds="f", expected=f"{shape} float probabilities")
+             for name, shape in (("segment_probs_audio", (v, 25, 10)), ("segment_probs_visual", (v, 25, 10)),
+                                 ("global_probs", (v, 25)))]
+    pred_a, pred_v = binarize(*probs)
     name = args.name or re.sub(r"[^A-Za-z0-9._-]", "-", Path(args.run).resolve().name)
     store_predictions(open_database(args.db, create=False), name, dict(zip(names, pred_a)), dict(zip(names, pred_v)))
     return name
@@ -122,15 +126,14 @@ def store_in_database(args: argparse.Namespace) -> str:
 
 def run_predict(args: argparse.Namespace, out: IO[str] | None = None, err: IO[str] | None = None) -> int:
     out, err = out or sys.stdout, err or sys.stderr
-    try:
-        stored = json.loads((Path(args.run) / "config.json").read_text(encoding="utf-8"))["train"]
-    except FileNotFoundError:
+    if not (Path(args.run) / "config.json").exists():
         err.write(f"error: {args.run} holds no training run (config.json missing)\n")
         return 2
     try:
-        labels, features = load_data(args.data, args.db, stored["feature_set"])
+        stored = read_run_config(args.run, TrainConfig)
+        labels, features = load_data(args.data, args.db, stored.feature_set)
         summary = predict_to_dir(args.run, labels, features, args.split, args.out, args.device)
-    except (RunError, UnknownModelError, DataFileError, DatabaseError) as exc:
+    except REFUSALS as exc:
         err.write(f"error: {exc}\n")
         return 2
     err.write(f"predict: {summary['clips']} {args.split} clips -> {Path(args.out).resolve()} "

@@ -17,20 +17,24 @@ Batches are collated by `collate_items` (keys common to all items of a batch).
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
 from sqlalchemy import select
 from torch.utils.data import Dataset, default_collate
 
-from annotation.errors import DataFileError
 from annotation.db import snapshot
+from annotation.errors import DataFileError
 from annotation.exporter import select_grids
+from annotation.files import child_path, present
 from annotation.importer import DENSE_FILES, PSEUDO_DIRS, WEAK_FILES, load_pseudo
-from annotation.llp_csv import dense_grids, read_dense_csv, read_weak_csv
+from annotation.llp_csv import dense_grids, iter_dense_csv, read_weak_csv
 from annotation.models import Review
+from annotation.npyfile import read_npy
 from annotation.taxonomy import NUM_CLASSES, NUM_SEGMENTS, parse_label_list
 
 
@@ -78,14 +82,14 @@ class LabelSet:
 
 
 def _read_pseudo_file(path: Path, clip: str) -> np.ndarray | None:
-    if not path.exists():
+    if not present(path):
         return None
     return load_pseudo(path, clip).T.astype(np.float32)  # back to the (segments, classes) layout
 
 
 def labels_from_folder(data_dir: str | Path) -> LabelSet:
     data_dir = Path(data_dir)
-    rows = [(split, row) for split, name in WEAK_FILES.items() if (data_dir / name).exists()
+    rows = [(split, row) for split, name in WEAK_FILES.items() if present(data_dir / name)
             for row in read_weak_csv(data_dir / name)]
     if not rows:
         raise DataFileError(data_dir, f"no weak-label file; expected some of {sorted(WEAK_FILES.values())}")
@@ -114,8 +118,8 @@ def _attach_truth(labels: LabelSet, data_dir: Path) -> None:
     evaluated = [f for f, s in zip(labels.filenames, labels.splits) if s in ("val", "test")]
     for track, name in DENSE_FILES.items():
         path = data_dir / name
-        if path.exists() and evaluated:
-            grids = dense_grids(read_dense_csv(path), evaluated)
+        if present(path) and evaluated:
+            grids = dense_grids(iter_dense_csv(path), evaluated)
             target = labels.truth_audio if track == "audio" else labels.truth_visual
             target.update(zip(evaluated, grids))
 
@@ -150,14 +154,14 @@ def labels_from_store(engine) -> LabelSet:
 
 
 class FeatureStore:
-    """Per-clip feature arrays of one feature set, checked against the expected shapes."""
+    """Per-clip feature arrays of one feature set, checked (shape, float dtype, finite) on every read."""
 
     def __init__(self, data_dir: str | Path, spec: FeatureSpec, cache: bool = False):
         self.root = Path(data_dir)
         self.spec = spec
         self.cache: dict[tuple[str, str], np.ndarray] | None = {} if cache else None
         for part, (sub, _) in spec.parts().items():
-            if not (self.root / sub).is_dir():
+            if not present(self.root / sub, "folder"):
                 raise DataFileError(self.root / sub, f"missing {part} feature folder of the '{spec.name}' feature set")
 
     def load(self, part: str, video_id: str) -> np.ndarray:
@@ -165,17 +169,25 @@ class FeatureStore:
         if self.cache is not None and key in self.cache:
             return self.cache[key]
         sub, shape = self.spec.parts()[part]
-        path = self.root / sub / f"{video_id}.npy"
-        try:
-            array = np.load(path, allow_pickle=False)
-        except FileNotFoundError:
-            raise DataFileError(path, f"missing {part} features for clip id {video_id}") from None
-        if array.shape != shape:
-            raise DataFileError(path, f"shape {array.shape}; expected {shape} ({self.spec.name} {part} features)")
+        array = read_npy(child_path(self.root / sub, f"{video_id}.npy"), shape=shape, kinds="f", finite=True,
+                         expected=f"finite float {shape} {self.spec.name} {part} features of clip id {video_id}")
         array = array.astype(np.float32, copy=False)
         if self.cache is not None:
             self.cache[key] = array
         return array
+
+    def check(self, video_ids: Sequence[str], workers: int = 4) -> int:
+        """Read every feature file of these clips once (shape, dtype, finite), so a bad file stops a
+        run before its first epoch, not when it is reached hours later; returns the files checked.
+        Cached stores keep what they read."""
+        jobs = [(part, vid) for vid in dict.fromkeys(video_ids) for part in self.spec.parts()]
+        pool = ThreadPoolExecutor(max_workers=workers)  # reads and isfinite release the GIL
+        try:
+            for _ in pool.map(lambda job: self.load(*job), jobs):
+                pass
+        finally:
+            pool.shutdown(cancel_futures=True)  # the first bad file ends the check
+        return len(jobs)
 
 
 class AVVPDataset(Dataset):

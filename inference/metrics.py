@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from annotation.errors import DataFileError
-from annotation.llp_csv import dense_grids, read_dense_csv, read_weak_csv
+from annotation.llp_csv import DenseTally, dense_grids, iter_dense_csv, read_weak_csv
 from annotation.taxonomy import NUM_CLASSES, NUM_SEGMENTS
 
 LEVELS = ("segment", "event")
@@ -222,32 +222,37 @@ def evaluate_probabilities(seg_prob_a, seg_prob_v, global_prob, gt_a, gt_v, thre
     return evaluate(pred_a, pred_v, gt_a, gt_v)
 
 
-def _grids_for(rows, filenames: list[str]) -> np.ndarray:
+def _grids_for(path, filenames: list[str], tally: DenseTally | None = None) -> np.ndarray:
     """Grids in video order; a repeated video gets its rows each time, as in the published loop."""
     unique = list(dict.fromkeys(filenames))
-    grids = dense_grids(rows, unique)
+    grids = dense_grids(iter_dense_csv(Path(path)), unique, tally)
     if len(unique) == len(filenames):
         return grids
     position = {name: i for i, name in enumerate(unique)}
     return grids[[position[name] for name in filenames]]
 
 
-def evaluate_csv(gt_audio_csv, gt_visual_csv, pred_audio_csv, pred_visual_csv, videos_csv) -> dict:
+def evaluate_csv(gt_audio_csv, gt_visual_csv, pred_audio_csv, pred_visual_csv, videos_csv,
+                 tallies: dict[str, DenseTally] | None = None) -> dict:
     """Evaluate dense prediction CSVs against dense truth CSVs on the videos of a weak CSV.
 
     The weak CSV (e.g. AVVP_test_pd.csv) defines the videos and their order; dense
     rows are matched by the full filename string and rows of other filenames are
     ignored, exactly like the published script. A video without rows is all zeros.
+    Files are streamed (memory holds the grids). `tallies`, if given, receives what each
+    prediction file held besides the grids ("audio", "visual"), for the caller's notes.
     Raises `DataFileError` for unreadable or malformed files.
     """
     filenames = [row.filename for row in read_weak_csv(Path(videos_csv))]
     if not filenames:
         raise DataFileError(videos_csv, "no video rows; expected at least one filename")
+    tallies = {} if tallies is None else tallies
+    tallies.update(audio=DenseTally(other_names=set()), visual=DenseTally(other_names=set()))
     return evaluate(
-        _grids_for(read_dense_csv(Path(pred_audio_csv)), filenames),
-        _grids_for(read_dense_csv(Path(pred_visual_csv)), filenames),
-        _grids_for(read_dense_csv(Path(gt_audio_csv)), filenames),
-        _grids_for(read_dense_csv(Path(gt_visual_csv)), filenames),
+        _grids_for(pred_audio_csv, filenames, tallies["audio"]),
+        _grids_for(pred_visual_csv, filenames, tallies["visual"]),
+        _grids_for(gt_audio_csv, filenames),
+        _grids_for(gt_visual_csv, filenames),
     )
 
 

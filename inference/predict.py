@@ -20,27 +20,33 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from annotation.files import folder_lock
 from annotation.llp_csv import write_dense_csv
+from inference.checkpoint import RunError, load_checkpoint, model_from_checkpoint, read_run_config
 from inference.data import AVVPDataset, FeatureStore, LabelSet, collate_items
 from inference.metrics import binarize, evaluate_probabilities
-from inference.models import create_model
+from inference.devices import check_device_name
+from inference.train_config import TrainConfig
 
 THRESHOLD = 0.5
 SPLITS = ("train", "val", "test", "all")
 
 
-class RunError(ValueError):
-    """A training or prediction run cannot go ahead as asked; the message says why."""
-
-
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    try:
+        check_device_name(name)
+    except ValueError as exc:
+        raise RunError(str(exc)) from None
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise RunError(f"device {name!r} asked for, but torch sees no CUDA device")
     if name == "cuda":
         return torch.device("cuda", local_rank)
-    return torch.device(name)
+    device = torch.device(name)
+    if device.type == "cuda" and device.index >= torch.cuda.device_count():
+        raise RunError(f"device {name!r} asked for, but torch sees {torch.cuda.device_count()} CUDA device(s)")
+    return device
 
 
 def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
@@ -92,42 +98,15 @@ def score(labels: LabelSet, indices: Sequence[int], probs: tuple[np.ndarray, np.
     return evaluate_probabilities(*probs, *truth)
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """A checkpoint dict; tensors, numbers, strings and containers only (weights_only=True)."""
-    return torch.load(Path(path), map_location="cpu", weights_only=True)
-
-
-def model_from_checkpoint(checkpoint: dict[str, Any]) -> torch.nn.Module:
-    """The model with the checkpoint's weights. PLSIM's caption embeddings are buffers of the
-    state dict, so the .npy files they were read from at training time are not needed (nor
-    read: they may have moved, or be on another machine); only their widths are taken."""
-    config, state = dict(checkpoint["model_config"]), checkpoint["state_dict"]
-    for track in ("audio", "visual"):
-        table = state.get(f"plsim.text_{track}")
-        if config.get(f"text_{track}") and table is not None:
-            config[f"text_{track}"], config[f"text_dim_{track}"] = None, int(table.shape[1])
-    model = create_model(checkpoint["model"], **config)
-    model.load_state_dict(state)
-    return model
-
-
 def load_run(run_dir: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
     """The best model of a run (RUN_DIR/checkpoint.pt) and the checkpoint's metadata."""
     path = Path(run_dir) / "checkpoint.pt"
     if not path.exists():
         raise RunError(f"{path} not found: not a finished training run (avvp-studio train --out {run_dir})")
     checkpoint = load_checkpoint(path)
-    model = model_from_checkpoint(checkpoint)
+    model = model_from_checkpoint(checkpoint, path)
     meta = {k: v for k, v in checkpoint.items() if k != "state_dict"}
     return model, meta
-
-
-def _eval_batch_size(run_dir: Path) -> int:
-    """The batch size the run evaluated with (same batches, same float results as metrics.json)."""
-    try:
-        return int(json.loads((run_dir / "config.json").read_text(encoding="utf-8"))["train"]["eval_batch_size"])
-    except (OSError, ValueError, KeyError):
-        return 64
 
 
 def predict(run_dir: str | Path, labels: LabelSet, features: FeatureStore, split: str = "test",
@@ -142,7 +121,9 @@ def predict(run_dir: str | Path, labels: LabelSet, features: FeatureStore, split
     indices = labels.indices(split)
     dev = resolve_device(device)
     model.to(dev)
-    batch_size = batch_size or _eval_batch_size(Path(run_dir))
+    # the batch size the run evaluated with: same batches, same float results as metrics.json
+    batch_size = batch_size or read_run_config(run_dir, TrainConfig).eval_batch_size
+    features.check([labels.video_ids[i] for i in indices])
     seg_a, seg_v, glob = infer(model, AVVPDataset(labels, features, indices), dev, batch_size)
     return seg_a, seg_v, glob, [labels.filenames[i] for i in indices]
 
@@ -168,12 +149,16 @@ def write_predictions(out_dir: str | Path, seg_a: np.ndarray, seg_v: np.ndarray,
 
 def predict_to_dir(run_dir: str | Path, labels: LabelSet, features: FeatureStore, split: str, out_dir: str | Path,
                    device: str = "auto") -> dict[str, Any]:
-    """`predict` + `write_predictions` + predict.json; returns the summary (with scores when truth exists)."""
-    seg_a, seg_v, glob, names = predict(run_dir, labels, features, split, device)
-    rows = write_predictions(out_dir, seg_a, seg_v, glob, names)
-    summary: dict[str, Any] = {"run": str(Path(run_dir).resolve()), "split": split, "clips": len(names),
-                               "threshold": THRESHOLD, "rows": rows, "scores": None}
-    if names:
-        summary["scores"] = score(labels, labels.indices(split), (seg_a, seg_v, glob))
-    (Path(out_dir) / "predict.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+    """`predict` + `write_predictions` + predict.json; returns the summary (with scores when truth exists).
+    OUT is locked meanwhile: a second prediction into it is refused, never mixed in."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    with folder_lock(out, "prediction"):
+        seg_a, seg_v, glob, names = predict(run_dir, labels, features, split, device)
+        rows = write_predictions(out, seg_a, seg_v, glob, names)
+        summary: dict[str, Any] = {"run": str(Path(run_dir).resolve()), "split": split, "clips": len(names),
+                                   "threshold": THRESHOLD, "rows": rows, "scores": None}
+        if names:
+            summary["scores"] = score(labels, labels.indices(split), (seg_a, seg_v, glob))
+        (out / "predict.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
     return summary

@@ -8,6 +8,8 @@
     metrics.json   {"val": ten numbers of the best epoch, "test": ten numbers, "best_epoch": n, ...}
 Checkpoints hold only tensors, numbers, strings, lists and dicts and are read
 with `torch.load(..., weights_only=True)`: loading never unpickles objects.
+The files of one epoch are saved as one set (`inference.checkpoint.save_set`), and
+the folder is locked while a run writes it: a second run into it is refused.
 """
 from __future__ import annotations
 
@@ -15,7 +17,8 @@ import json
 import math
 import threading
 import time
-from dataclasses import asdict, dataclass, field, fields
+from contextlib import ExitStack
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -24,13 +27,15 @@ import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 from torch.utils.data.distributed import DistributedSampler
 
+from annotation.files import FolderBusyError, folder_lock
 from inference import distributed as ddp
 from inference.callbacks import TrainCallback
+from inference.checkpoint import FORMAT, LAST_KEYS, RunError, load_checkpoint, save_set
 from inference.data import AVVPDataset, FeatureStore, LabelSet, collate_items
-from inference.models import create_model, model_recipe
-from inference.predict import RunError, infer, load_checkpoint, resolve_device, score, to_device
+from inference.models import create_model
+from inference.predict import infer, resolve_device, score, to_device
+from inference.train_config import TrainConfig
 
-FORMAT = 1
 SELECTION = ("segment", "type")  # the paper's model selection: val segment-level Type@AV
 # options that may differ when resuming; any other difference is refused
 RESUMABLE_CHANGES = {"epochs", "device", "num_workers", "eval_batch_size"}
@@ -38,70 +43,6 @@ RESUMABLE_CHANGES = {"epochs", "device", "num_workers", "eval_batch_size"}
 
 class RunDirError(RunError):
     """The run folder cannot be used as asked (holds another run, or nothing to resume)."""
-
-
-@dataclass
-class TrainConfig:
-    """Everything a run depends on; the model's paper recipe fills what the user leaves out."""
-
-    model: str = "han"
-    model_config: dict[str, Any] = field(default_factory=dict)
-    feature_set: str = "vggish"
-    epochs: int = 40
-    batch_size: int = 16  # per process in distributed runs
-    lr: float = 3e-4
-    weight_decay: float = 0.0
-    optimizer: str = "adam"  # adam | adamw
-    betas: tuple[float, float] = (0.9, 0.999)
-    scheduler: str = "step"  # step | cosine | warmup_cosine | none (stepped once per epoch)
-    step_size: int = 10
-    gamma: float = 0.1
-    warmup_epochs: int = 0
-    lr_min: float = 0.0
-    grad_clip: float = 0.0  # max gradient norm, 0 = off
-    seed: int = 1
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    num_workers: int = 0
-    cmrc: int = 0  # cross-modal random combination clips added to the train split (0 = off)
-    cmrc_min_label_count: int = 50  # label sets must be seen more often than this (MUG: 50; tiny data: 0)
-    eval_batch_size: int = 64
-
-    @classmethod
-    def for_model(cls, model: str, **overrides: Any) -> "TrainConfig":
-        """Defaults, then the registered model's recipe, then `overrides` (None values ignored)."""
-        values = {**model_recipe(model), **{k: v for k, v in overrides.items() if v is not None}, "model": model}
-        return cls.from_dict(values)
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["betas"] = list(self.betas)
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise RunError(f"unknown training option(s) {unknown}; known: {sorted(known)}")
-        values = dict(data)
-        if "betas" in values:
-            values["betas"] = tuple(float(b) for b in values["betas"])
-        config = cls(**values)
-        config.validate()
-        return config
-
-    def validate(self) -> None:
-        if self.optimizer not in ("adam", "adamw"):
-            raise RunError(f"optimizer {self.optimizer!r}; expected adam or adamw")
-        if self.scheduler not in ("step", "cosine", "warmup_cosine", "none"):
-            raise RunError(f"scheduler {self.scheduler!r}; expected step, cosine, warmup_cosine or none")
-        for name in ("epochs", "batch_size", "eval_batch_size"):
-            if getattr(self, name) < 1:
-                raise RunError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if not self.lr > 0:
-            raise RunError(f"lr must be positive, got {self.lr}")
-        if self.cmrc < 0 or self.num_workers < 0 or self.cmrc_min_label_count < 0:
-            raise RunError("cmrc, cmrc_min_label_count and num_workers must be >= 0")
 
 
 @dataclass
@@ -125,18 +66,6 @@ class _Log:
         if self.path is not None:
             with open(self.path, "a", encoding="utf-8") as handle:
                 handle.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
-
-
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(path.suffix + ".part")
-    tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
-    tmp.replace(path)
-
-
-def _save(obj: dict, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".part")
-    torch.save(obj, tmp)
-    tmp.replace(path)
 
 
 def _optimizer(config: TrainConfig, params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
@@ -229,6 +158,10 @@ class _Run:
                                  num_workers=config.num_workers, collate_fn=collate_items,
                                  pin_memory=self.device.type == "cuda", persistent_workers=config.num_workers > 0)
         self.val_idx, self.test_idx = labels.indices("val"), labels.indices("test")
+        began = time.monotonic()  # every feature file the run reads, before the first epoch
+        checked = features.check(labels.video_ids)
+        self.log(f"features: {checked} files of {len(labels)} clips checked (shape, dtype, finite) in "
+                 f"{time.monotonic() - began:.1f}s")
         self.optimizer = _optimizer(config, self.core.parameters())
         self.scheduler = _scheduler(config, self.optimizer)
         self.start_epoch, self.best_score, self.best_epoch, self.history = 1, -math.inf, 0, []
@@ -239,29 +172,34 @@ class _Run:
         """Load last.pt if there is one; True when the run continues from it."""
         if not self.last_path.exists():
             return False
-        state = load_checkpoint(self.last_path)
+        state = load_checkpoint(self.last_path, LAST_KEYS)
         _check_resumable(state["train_config"], self.config)
-        self.core.load_state_dict(state["state_dict"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.start_epoch, self.best_epoch = state["epoch"] + 1, state["best_epoch"]
-        self.history = list(state["history"])
-        self.best_score = -math.inf if state["best_score"] is None else state["best_score"]
-        _set_rng_state(state["rng"])
+        try:
+            self.core.load_state_dict(state["state_dict"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            self.start_epoch, self.best_epoch = state["epoch"] + 1, state["best_epoch"]
+            self.history = list(state["history"])
+            self.best_score = -math.inf if state.get("best_score") is None else float(state["best_score"])
+            _set_rng_state(state["rng"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            raise RunError(f"{self.last_path}: cannot resume from it ({reason}); expected the last.pt of "
+                           "this run") from None
         self.log(f"resumed from last.pt after epoch {state['epoch']}")
         return True
 
-    def save_last(self, epoch: int) -> None:
-        _save({"format": FORMAT, "model": self.config.model, "model_config": self.config.model_config,
-               "train_config": self.config.to_dict(), "state_dict": self.core.state_dict(),
-               "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-               "epoch": epoch, "best_score": None if self.best_score == -math.inf else self.best_score,
-               "best_epoch": self.best_epoch, "history": self.history, "rng": _rng_state()}, self.last_path)
+    def last_state(self, epoch: int) -> dict[str, Any]:
+        return {"format": FORMAT, "model": self.config.model, "model_config": self.config.model_config,
+                "train_config": self.config.to_dict(), "state_dict": self.core.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "epoch": epoch, "best_score": None if self.best_score == -math.inf else self.best_score,
+                "best_epoch": self.best_epoch, "history": self.history, "rng": _rng_state()}
 
-    def save_best(self, epoch: int, val: dict | None) -> None:
-        _save({"format": FORMAT, "model": self.config.model, "model_config": self.config.model_config,
-               "feature_set": self.config.feature_set, "state_dict": self.core.state_dict(), "epoch": epoch,
-               "val": val}, self.best_path)
+    def best_state(self, epoch: int, val: dict | None) -> dict[str, Any]:
+        return {"format": FORMAT, "model": self.config.model, "model_config": self.config.model_config,
+                "feature_set": self.config.feature_set, "state_dict": self.core.state_dict(), "epoch": epoch,
+                "val": val}
 
     # ------------------------------------------------------------ loop pieces
 
@@ -318,13 +256,15 @@ class _Run:
         val = self.evaluate(self.val_idx)
         current = val[SELECTION[0]][SELECTION[1]] if val is not None else math.inf  # no truth: keep the latest
         is_best = self.best_epoch == 0 or current > self.best_score or val is None
+        files = {}
         if is_best:
             self.best_score, self.best_epoch = current, epoch
-            self.save_best(epoch, val)
+            files[self.best_path] = self.best_state(epoch, val)
         record = {"epoch": epoch, "train_loss": means.pop("total", 0.0), "parts": means, "lr": lr,
                   "seconds": seconds, "val": val}
         self.history.append(record)
-        self.save_last(epoch)
+        files[self.last_path] = self.last_state(epoch)
+        save_set(files, f"the checkpoints of epoch {epoch} (last.pt holds epoch {epoch - 1}; --resume continues)")
         val_text = f"val segment Type@AV {val['segment']['type']:.3f}" if val else "no val truth"
         self.log(f"epoch {epoch}/{self.config.epochs} loss {record['train_loss']:.5f} lr {lr:.3g} "
                  f"{val_text}{' best' if is_best else ''}")
@@ -341,7 +281,7 @@ class _Run:
         if self.distributed:
             metrics["distributed"] = {"world_size": self.ctx.world_size, "parameters_identical": self.consistent}
             self.log(f"distributed: {self.ctx.world_size} ranks, parameters identical: {self.consistent}")
-        _write_json(self.run_dir / "metrics.json", metrics)
+        save_set({self.run_dir / "metrics.json": metrics}, "metrics.json")
         test_text = f"test segment Type@AV {result.test['segment']['type']:.3f}" if result.test else "no test truth"
         self.log(f"done: best epoch {result.best_epoch}, {test_text}")
 
@@ -356,10 +296,12 @@ class _Run:
                 "clips": {"train": len(self.train_set), "val": len(self.val_idx), "test": len(self.test_idx)},
                 "parameters": sum(p.numel() for p in self.core.parameters())}
         if self.main:
-            _write_json(self.run_dir / "config.json", {"format": FORMAT, "train": config.to_dict(), "data": info})
+            files = {self.run_dir / "config.json": {"format": FORMAT, "train": config.to_dict(), "data": info}}
+            if not resumed:
+                files[self.last_path] = self.last_state(0)  # a stop before the first epoch ends can resume too
+            save_set(files, "config.json and last.pt")
             if not resumed:
                 self.log(f"start: {json.dumps(config.to_dict())}")
-                self.save_last(0)  # a stop before the first epoch ends can resume too
             for cb in self.callbacks:
                 cb.on_train_start(info)
 
@@ -420,16 +362,27 @@ def train(
     if distributed and not ddp.is_initialized():
         raise RuntimeError("distributed=True needs torch.distributed initialised (inference.distributed.init_from_env)")
     run_dir = Path(out_dir)
-    problem = ""
-    if ddp.context().is_main:
-        if not resume and ((run_dir / "last.pt").exists() or (run_dir / "checkpoint.pt").exists()):
-            problem = f"{run_dir} already holds a training run; resume it or choose another folder"
-        else:
-            run_dir.mkdir(parents=True, exist_ok=True)
-    if distributed:  # every rank learns of rank 0's refusal (no rank may wait for the others)
-        device = resolve_device(config.device, ddp.context().local_rank)
-        if ddp.sum_across(torch.tensor([float(bool(problem))], device=device)).item() and not problem:
-            problem = "rank 0 refused the run folder"
-    if problem:
-        raise RunDirError(problem)
-    return _Run(config, labels, features, run_dir, callbacks, stop_event, distributed).run(resume)
+    with ExitStack() as held:
+        problem = ""
+        if ddp.context().is_main:  # rank 0 writes the folder and holds its lock for the whole run
+            try:
+                run_dir.mkdir(parents=True, exist_ok=True)
+                held.enter_context(folder_lock(run_dir, "training run"))
+                if not resume and ((run_dir / "last.pt").exists() or (run_dir / "checkpoint.pt").exists()):
+                    problem = f"{run_dir} already holds a training run; resume it or choose another folder"
+            except FolderBusyError as exc:
+                problem = str(exc)
+            except OSError as exc:
+                problem = f"{run_dir}: cannot use it as the run folder: {exc.strerror or exc}"
+        if distributed:  # every rank learns of rank 0's refusal (no rank may wait for the others)
+            device = resolve_device(config.device, ddp.context().local_rank)
+            if ddp.sum_across(torch.tensor([float(bool(problem))], device=device)).item() and not problem:
+                problem = "rank 0 refused the run folder"
+        if problem:
+            raise RunDirError(problem)
+        try:
+            return _Run(config, labels, features, run_dir, callbacks, stop_event, distributed).run(resume)
+        except OSError as exc:  # the log, a DataLoader pipe, a vanished folder: one line, not a traceback
+            where = f" ({exc.filename})" if exc.filename else ""
+            raise RunError(f"{run_dir}: training stopped: {exc.strerror or exc}{where}; "
+                           "last.pt holds the last finished epoch (--resume continues)") from None

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sqlalchemy import event, select, text
+from sqlalchemy import event, select
 
 from annotation.db import open_database
 from annotation.errors import DataFileError

@@ -175,7 +175,8 @@ def test_checkpoint_round_trip_gives_identical_predictions(data, tmp_path):
     torch.manual_seed(3)
     model = create_model("han", **SMALL).eval()
     path = tmp_path / "checkpoint.pt"
-    torch.save({"model": "han", "model_config": model.config.to_dict(), "state_dict": model.state_dict()}, path)
+    torch.save({"format": 1, "model": "han", "model_config": model.config.to_dict(), "epoch": 1,
+                "state_dict": model.state_dict()}, path)
     loaded = load_checkpoint(path)  # weights_only=True: no object is unpickled
     again = create_model(loaded["model"], **loaded["model_config"]).eval()
     again.load_state_dict(loaded["state_dict"])

@@ -35,8 +35,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from annotation.errors import DataFileError
+from annotation.npyfile import read_npy
 from annotation.taxonomy import NUM_CLASSES
+
+MAX_TEXT_DIM = 65536  # wider than any text encoder; a larger header is refused before reading
 
 
 def caption_embeddings(path: str | Path | None, dim: int, seed: int) -> torch.Tensor:
@@ -45,18 +47,8 @@ def caption_embeddings(path: str | Path | None, dim: int, seed: int) -> torch.Te
         gen = torch.Generator().manual_seed(int(seed))
         table = torch.randn(NUM_CLASSES, dim, generator=gen)
         return table / table.norm(dim=1, keepdim=True)
-    path = Path(path)
-    try:
-        array = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise DataFileError(path, "caption embedding file not found") from None
-    except ValueError as exc:
-        raise DataFileError(path, f"not a plain .npy array: {exc}") from None
-    if array.ndim != 2 or array.shape[0] != NUM_CLASSES or not np.issubdtype(array.dtype, np.floating):
-        raise DataFileError(path, f"caption embeddings must be a float ({NUM_CLASSES}, d) array; got "
-                                  f"{array.dtype} {array.shape}")
-    if not np.isfinite(array).all():
-        raise DataFileError(path, "caption embeddings hold non-finite values")
+    array = read_npy(path, shape=lambda s: len(s) == 2 and s[0] == NUM_CLASSES and 0 < s[1] <= MAX_TEXT_DIM,
+                     kinds="f", finite=True, expected=f"caption embeddings, a finite float ({NUM_CLASSES}, d) array")
     return torch.from_numpy(array.astype(np.float32))
 
 

@@ -27,6 +27,8 @@ from typing import Any, Callable, TypeVar
 
 from torch import nn
 
+from inference.typed_config import checked_fields
+
 BUILTIN_MODULES: dict[str, str] = {
     "han": "inference.models.han",
     "mug": "inference.models.mug",
@@ -46,19 +48,8 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> "ModelConfig":
-        data = dict(data or {})
-        known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"{cls.__name__} has no option(s) {unknown}; known: {sorted(known)}")
-        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-            if f.name in data and isinstance(data[f.name], list) and _is_tuple_field(f):
-                data[f.name] = tuple(data[f.name])  # JSON turns tuples into lists
-        return cls(**data)
-
-
-def _is_tuple_field(f: dataclasses.Field) -> bool:
-    return "tuple" in str(f.type)
+        """Unknown options and values of the wrong type are a ValueError naming the option."""
+        return cls(**checked_fields(cls, dict(data or {}), cls.__name__))
 
 
 @dataclass(frozen=True)
