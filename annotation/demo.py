@@ -32,7 +32,7 @@ from annotation.grid import from_pseudo_layout, to_pseudo_layout
 from annotation.llp_csv import dense_grids, read_dense_csv, read_weak_csv, write_dense_csv, write_weak_csv
 from annotation.taxonomy import NUM_CLASSES, NUM_SEGMENTS
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: caption embeddings (text/)
 MANIFEST = "demo_manifest.json"
 SPLITS = ("train", "val", "test")
 WEAK_FILES = {"train": "AVVP_train.csv", "val": "AVVP_val_pd.csv", "test": "AVVP_test_pd.csv"}
@@ -45,6 +45,11 @@ FEATURES = {
     "CLAP/features": (10, 512, "audio"),
 }
 PSEUDO_DIRS = {"visual": "CLIP/segment_pseudo_labels", "audio": "CLAP/segment_pseudo_labels"}
+# caption embeddings of the 25 classes, as a text encoder would give them: each class row of the
+# CLAP/CLIP feature table mixed with the row of one other class (a confusable partner) and blurred,
+# so zero-shot priors from them are good (segment F1 about 0.7-0.8 on the 600-clip demo), not the truth
+CAPTIONS = {"text/clap_captions.npy": "CLAP/features", "text/clip_captions.npy": "CLIP/features"}
+CAPTION_PARTNER, CAPTION_CONFUSION, CAPTION_NOISE = 7, 0.8, 3.0  # partner of class c: (c + 7) mod 25
 
 ProgressFn = Callable[[int, int, str], None]
 
@@ -81,7 +86,7 @@ def _features(rng: np.random.Generator, tables: dict[str, np.ndarray], clip: Dem
 
 def _expected_files(plan: list[DemoClip], videos: bool = True) -> list[str]:
     files = [*WEAK_FILES.values(), "AVVP_eval_audio.csv", "AVVP_eval_visual.csv"]
-    files += ["demo_truth/audio.csv", "demo_truth/visual.csv", "README.txt"]
+    files += ["demo_truth/audio.csv", "demo_truth/visual.csv", "README.txt", *CAPTIONS]
     for clip in plan:
         vid = clip.video_id
         if videos:
@@ -122,6 +127,9 @@ tried without downloading LLP. Nothing here is real footage or real sound:
 - CLIP/ and CLAP/segment_pseudo_labels: truth degraded by jitter, misses and false
   positives, restricted to the weak label (VALOR rule); {empty} train clips have an
   all-zero visual pseudo-label, the case annotators fix by hand.
+- text/clap_captions.npy, text/clip_captions.npy: (25, d) caption embeddings of the
+  classes (the feature tables' class rows, blurred), for PLSIM and for zero-shot priors:
+  avvp-studio prior --data DIR --text-audio DIR/text/clap_captions.npy --text-visual DIR/text/clip_captions.npy
 """
 
 
@@ -156,11 +164,16 @@ def build_demo(
 
     out_dir.mkdir(parents=True, exist_ok=True)
     _write_manifest(out_dir, params, files, complete=False)
-    for folder in ["raw_videos"] * videos + ["demo_truth", *FEATURES, *PSEUDO_DIRS.values()]:
+    for folder in ["raw_videos"] * videos + ["demo_truth", "text", *FEATURES, *PSEUDO_DIRS.values()]:
         (out_dir / folder).mkdir(parents=True, exist_ok=True)
 
     table_rng, feature_rng, media_rng = (np.random.default_rng(s) for s in np.random.SeedSequence([seed, 1]).spawn(3))
     tables = {folder: table_rng.normal(0.0, 1.0, (NUM_CLASSES, dim)).astype(np.float32) for folder, (_, dim, _) in FEATURES.items()}
+    caption_rng = np.random.default_rng(np.random.SeedSequence([seed, 2]))
+    for name, folder in CAPTIONS.items():
+        table = tables[folder]
+        mixed = table + CAPTION_CONFUSION * np.roll(table, -CAPTION_PARTNER, axis=0)
+        np.save(out_dir / name, (mixed + caption_rng.normal(0.0, CAPTION_NOISE, table.shape)).astype(np.float32))
     total = len(plan) + 1
     for done, clip in enumerate(plan):
         vid = clip.video_id

@@ -8,7 +8,6 @@ The whole folder is built beside OUT and swapped in when complete (see
 from __future__ import annotations
 
 import csv
-import io
 import json
 import shutil
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from annotation.grid import to_pseudo_layout, unpack
 from annotation.importer import PSEUDO_DIRS, WEAK_FILES
 from annotation.llp_csv import write_dense_csv, write_weak_csv
 from annotation.models import Clip, LabelTrack, Review
+from annotation.npyfile import npy_bytes
 from annotation.store import SPLITS, TRACKS, as_utc, validate_source
 from annotation.taxonomy import parse_label_list
 
@@ -78,21 +78,10 @@ class ExportReport:
     rows: dict[str, int] = field(default_factory=dict)  # track -> dense CSV rows
 
 
-def _npy_header(shape: tuple[int, ...], dtype: np.dtype) -> bytes:
-    buf = io.BytesIO()
-    np.lib.format.write_array_header_1_0(
-        buf, {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape}
-    )
-    return buf.getvalue()
-
-
-_PSEUDO_HEADER = _npy_header((10, 25), np.dtype(np.int64))
-
-
 def write_pseudo_npy(path: Path, grid: np.ndarray) -> None:
     """np.save of the (10, 25) int64 layout, with the constant header built once (4x faster on 20k files);
     a new file only (two clips never share a name, and a planted symlink is not followed)."""
-    write_new(path, _PSEUDO_HEADER + to_pseudo_layout(grid).tobytes())
+    write_new(path, npy_bytes(to_pseudo_layout(grid)))
 
 
 def select_grids(conn: Connection, source: str, split: str) -> tuple[list, dict[str, dict[int, np.ndarray]]]:

@@ -5,6 +5,7 @@
   dangling or looping symlink, a folder where a file belongs, no permission) is an error,
   never silently taken as absent.
 - `write_new`: a new file only; a symlink planted under its name is not followed.
+- `replace_file`: a file replaced whole (temporary name, then rename).
 - `folder_lock`: one writer per folder (advisory `flock`, released by the kernel when the
   holder dies, so a killed process never leaves a stale lock). POSIX only (Linux, macOS).
 - `swap_in`: a folder built beside its target replaces it with two renames; a crash
@@ -46,6 +47,17 @@ def write_new(path: Path, data: bytes) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o666)
     with os.fdopen(fd, "wb") as handle:
         handle.write(data)
+
+
+def replace_file(path: Path, data: bytes) -> None:
+    """Write `data` to a temporary name beside `path`, then rename it over `path`: a killed
+    process leaves the old file or the new one, never half of one."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def present(path: Path, kind: str = "file") -> bool:

@@ -16,7 +16,8 @@ from annotation.db import DatabaseError
 from annotation.errors import DataFileError
 from app.errors import UsageError
 
-COMMAND_MODULES = ("gui", "cmd_import", "cmd_export", "cmd_eval", "cmd_stats", "cmd_demo", "cmd_train", "cmd_predict")
+COMMAND_MODULES = ("gui", "cmd_import", "cmd_export", "cmd_eval", "cmd_stats", "cmd_demo", "cmd_prior", "cmd_train",
+                   "cmd_predict")
 
 
 def build_parser() -> argparse.ArgumentParser:

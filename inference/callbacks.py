@@ -17,7 +17,8 @@ class TrainCallback:
     """Base class with no-op hooks; override what you need. Epochs and steps count from 1."""
 
     def on_train_start(self, info: dict[str, Any]) -> None:
-        """info: model, run_dir, device, epochs, start_epoch, steps_per_epoch, clips per split, parameters."""
+        """info: model, task, selection, run_dir, device, epochs, start_epoch, steps_per_epoch, world_size,
+        clips per split, notes (what the task checked or left out), parameters."""
 
     def on_step(self, epoch: int, step: int, steps: int, loss: float, eta_seconds: float) -> None:
         """After each optimiser step; `loss` is the step's total loss (mean over ranks)."""
@@ -73,6 +74,8 @@ class PrintProgress(TrainCallback):
             f"/ {info['clips']['test']} test clips, {info['parameters'] / 1e6:.2f} M parameters, "
             f"{info['epochs']} epoch(s) x {info['steps_per_epoch']} step(s){start}"
         )
+        for note in info.get("notes", []):
+            self._print(f"note: {note}")
 
     def on_step(self, epoch: int, step: int, steps: int, loss: float, eta_seconds: float) -> None:
         now = time.monotonic()

@@ -112,8 +112,9 @@ def model_from_checkpoint(checkpoint: dict[str, Any], path: str | Path = "checkp
     config, state = dict(checkpoint["model_config"]), checkpoint["state_dict"]
     for track in ("audio", "visual"):
         table = state.get(f"plsim.text_{track}")
-        if config.get(f"text_{track}") and table is not None:
+        if table is not None and f"text_{track}" in config:  # the stand-in is overwritten by the stored table
             config[f"text_{track}"], config[f"text_dim_{track}"] = None, int(table.shape[1])
+            config["random_text"] = True
     try:
         model = create_model(checkpoint["model"], **config)
     except UnknownModelError as exc:

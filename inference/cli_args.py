@@ -6,10 +6,12 @@ itself is in `inference.commands`.
 from __future__ import annotations
 
 import argparse
+import json
 
 from inference.devices import DEVICE_NAMES, check_device_name
 
-FEATURE_SET_NAMES = ("clip_clap", "vggish")  # = sorted(inference.data.FEATURE_SETS), checked by a test
+FEATURE_SET_NAMES = ("clip_clap", "clip_clap_r21d", "vggish")  # = sorted(inference.data.FEATURE_SETS), tested
+MODEL_NAMES = ("han", "link", "mug", "valor")  # = inference.models.model_names("avvp"), tested
 SPLITS = ("train", "val", "test", "all")  # = inference.predict.SPLITS
 
 EXAMPLE = """\
@@ -38,23 +40,55 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
                              "out-of-taxonomy reviews respected) instead of the folder's files")
 
 
+def json_object(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({exc.msg}): {text!r}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object such as '{{\"hidden\": 256}}', got {text!r}")
+    return value
+
+
+def add_text_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--text-audio", metavar="NPY", help="(25, d) CLAP text embeddings of the captions "
+                        "'this is a sound of <class>' (PLSIM of mug and link)")
+    parser.add_argument("--text-visual", metavar="NPY", help="(25, d) CLIP text embeddings of 'A photo of <class>.'")
+
+
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     add_data_arguments(parser)
-    parser.add_argument("--model", metavar="{han,mug,link}", help="model family (required unless --resume)")
+    parser.add_argument("--model", metavar="{" + ",".join(MODEL_NAMES) + "}",
+                        help="model family (required unless --resume): han (HAN, video-level labels only), valor "
+                             "(HAN on segment pseudo-labels, VALOR's recipe), mug, link")
     parser.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder (config, log, checkpoints, metrics)")
-    parser.add_argument("--feature-set", choices=FEATURE_SET_NAMES, help="default: the model's (han: vggish)")
+    parser.add_argument("--feature-set", choices=FEATURE_SET_NAMES,
+                        help="default: the model's (han, valor, mug: vggish; link: clip_clap_r21d)")
+    parser.add_argument("--model-config", type=json_object, metavar="JSON",
+                        help="model options over the recipe's, e.g. '{\"hidden\": 256, \"use_plsim\": false}'")
+    add_text_arguments(parser)
+    parser.add_argument("--random-text", action="store_true",
+                        help="mug/link without caption embeddings: a seeded random stand-in (no language prior)")
     parser.add_argument("--cmrc", type=int, metavar="N", help="add N cross-modal random combination clips (0 = off)")
     parser.add_argument("--cmrc-min-label-count", type=int, metavar="K",
                         help="CMRC follows the label sets seen more than K times in train (default 50 as MUG; "
                              "use 0 on tiny data such as the demo)")
-    parser.add_argument("--epochs", type=int, metavar="E", help="default: the model's recipe (han: 40)")
+    parser.add_argument("--task-options", type=json_object, metavar="JSON", help="task options as JSON (AVVP: cmrc, "
+                        "cmrc_min_label_count)")
+    parser.add_argument("--epochs", type=int, metavar="E", help="default: the model's recipe (han: 40, valor: 60)")
     parser.add_argument("--batch-size", type=int, metavar="B", help="per process; default: the recipe's (han: 16)")
+    parser.add_argument("--eval-batch-size", type=int, metavar="B", help="validation/test batch (default 64)")
     parser.add_argument("--lr", type=float, metavar="LR", help="default: the recipe's (han: 3e-4)")
+    parser.add_argument("--lr-min", type=float, metavar="LR", help="floor of the cosine schedules")
     parser.add_argument("--weight-decay", type=float, metavar="WD")
     parser.add_argument("--optimizer", choices=("adam", "adamw"))
+    parser.add_argument("--betas", type=float, nargs=2, metavar=("B1", "B2"), help="Adam betas (VALOR: 0.5 0.999)")
     parser.add_argument("--scheduler", choices=("step", "cosine", "warmup_cosine", "none"),
                         help="learning-rate schedule, stepped per epoch (han: step, /10 every 10 epochs)")
     parser.add_argument("--step-size", type=int, metavar="EPOCHS", help="epochs between decays of the step schedule")
+    parser.add_argument("--gamma", type=float, metavar="G", help="decay factor of the step schedule")
+    parser.add_argument("--warmup-epochs", type=int, metavar="E", help="linear warm-up of warmup_cosine")
+    parser.add_argument("--grad-clip", type=float, metavar="NORM", help="clip the gradient norm (0 = off)")
     parser.add_argument("--device", default=None, type=device_name, help=f"{DEVICE_NAMES} (default auto)")
     parser.add_argument("--seed", type=int, metavar="S", help="random seed (default 1)")
     parser.add_argument("--num-workers", type=int, metavar="N", help="data loading processes (default 0)")
@@ -69,3 +103,6 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", metavar="RUN", help="with --db: store the predictions as label source "
                         "'prediction:RUN' (default: the run folder's name) so the window overlays them")
     parser.add_argument("--device", default="auto", type=device_name, help=f"{DEVICE_NAMES} (default auto)")
+    add_text_arguments(parser)
+    parser.add_argument("--zero-priors", action="store_true",
+                        help="ablation: feed all-zero priors (shows how much the model leans on them)")

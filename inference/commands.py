@@ -21,43 +21,58 @@ from annotation.importer import store_predictions
 from annotation.npyfile import read_npy
 from inference.callbacks import PrintProgress
 from inference.checkpoint import RunError, read_run_config
-from inference.data import FEATURE_SETS, FeatureStore, LabelSet, labels_from_folder, labels_from_store
+from inference.data import LabelSet, labels_from_folder, labels_from_store
 from inference.metrics import binarize, format_table
-from inference.models import UnknownModelError, model_names
+from inference.models import UnknownModelError, get_entry, model_names
 from inference.predict import predict_to_dir
+from inference.tasks.avvp import AVVPTask
 from inference.train import RunDirError, train
 from inference.train_config import TrainConfig
 
 REFUSALS = (RunError, UnknownModelError, DataFileError, DatabaseError, FolderBusyError)
-CACHE_LIMIT = 4000  # clips; smaller datasets keep their features in memory
 
 
-def load_data(data_dir: str | Path, db: str | None, feature_set: str) -> tuple[LabelSet, FeatureStore]:
-    """Labels from the folder or the store; features of `feature_set` from the folder."""
+def load_labels(data_dir: str | Path, db: str | None, pseudo: bool) -> LabelSet:
+    """Labels from the folder or the store (with the train clips' pseudo-labels when the model trains on them)."""
     if db:
-        labels = labels_from_store(open_database(db, readonly=True))  # a typo in --db is an error
-    else:
-        labels = labels_from_folder(data_dir)
-    features = FeatureStore(data_dir, FEATURE_SETS[feature_set], cache=len(labels) <= CACHE_LIMIT)
-    return labels, features
+        return labels_from_store(open_database(db, readonly=True), pseudo=pseudo)  # a typo in --db is an error
+    return labels_from_folder(data_dir, pseudo=pseudo)
 
 
-_OVERRIDES = {"feature_set": "feature_set", "cmrc": "cmrc", "cmrc_min_label_count": "cmrc_min_label_count", "epochs": "epochs", "batch_size": "batch_size",
-              "lr": "lr", "weight_decay": "weight_decay", "optimizer": "optimizer", "scheduler": "scheduler",
-              "step_size": "step_size", "device": "device", "seed": "seed", "num_workers": "num_workers"}
+# TrainConfig fields set by an option of the same name (None: not given)
+_OVERRIDES = ("epochs", "batch_size", "eval_batch_size", "lr", "lr_min", "weight_decay", "optimizer", "betas",
+              "scheduler", "step_size", "gamma", "warmup_epochs", "grad_clip", "device", "seed", "num_workers")
+
+
+def _model_options(args: argparse.Namespace) -> dict:
+    options = dict(args.model_config or {})
+    if args.feature_set is not None:
+        options["feature_set"] = args.feature_set
+    for track in ("audio", "visual"):
+        path = getattr(args, f"text_{track}")
+        if path is not None:
+            options[f"text_{track}"] = str(Path(path).resolve())
+    if args.random_text:
+        options["random_text"] = True
+    return options
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The recipe of --model with the options given; with --resume, the stored config with them."""
-    given = {field: getattr(args, arg) for arg, field in _OVERRIDES.items() if getattr(args, arg) is not None}
+    given = {name: getattr(args, name) for name in _OVERRIDES if getattr(args, name) is not None}
+    model_options = _model_options(args)
+    task_options = dict(args.task_options or {})
+    task_options.update({k: getattr(args, k) for k in ("cmrc", "cmrc_min_label_count") if getattr(args, k) is not None})
     if args.resume and (Path(args.out) / "config.json").exists():
         stored = read_run_config(args.out, TrainConfig)
         if args.model is not None and args.model != stored.model:
             raise RunDirError(f"{args.out} holds a {stored.model} run, not {args.model}")
-        return TrainConfig.from_dict({**stored.to_dict(), **given})
+        return TrainConfig.from_dict({**stored.to_dict(), **given,
+                                      "model_config": {**stored.model_config, **model_options},
+                                      "task_options": {**stored.task_options, **task_options}})
     if args.model is None:
-        raise RunError(f"--model is required (available models: {', '.join(model_names())})")
-    return TrainConfig.for_model(args.model, **given)
+        raise RunError(f"--model is required (available models: {', '.join(model_names('avvp'))})")
+    return TrainConfig.for_model(args.model, model_config=model_options, task_options=task_options, **given)
 
 
 def print_scores(title: str, scores: dict | None, stream: IO[str]) -> None:
@@ -92,14 +107,15 @@ def run_train(args: argparse.Namespace, distributed: bool = False, out: IO[str] 
     out, err = out or sys.stdout, err or sys.stderr
     try:
         config = config_from_args(args)
-        labels, features = load_data(args.data, args.db, config.feature_set)
+        labels = load_labels(args.data, args.db, get_entry(config.model).model_cls.uses_pseudo_labels)
         from inference.distributed import context
 
         main = context().is_main
         stop = threading.Event()
         with _stop_on_interrupt(stop, err if main else None):
-            result = train(config, labels, features, args.out, callbacks=[PrintProgress(err)] if main else [],
-                           stop_event=stop, resume=args.resume, distributed=distributed)
+            result = train(config, AVVPTask(labels, args.data), args.out,
+                           callbacks=[PrintProgress(err)] if main else [], stop_event=stop, resume=args.resume,
+                           distributed=distributed)
     except REFUSALS as exc:
         err.write(f"error: {exc}\n")
         return 2
@@ -130,9 +146,11 @@ def run_predict(args: argparse.Namespace, out: IO[str] | None = None, err: IO[st
         err.write(f"error: {args.run} holds no training run (config.json missing)\n")
         return 2
     try:
-        stored = read_run_config(args.run, TrainConfig)
-        labels, features = load_data(args.data, args.db, stored.feature_set)
-        summary = predict_to_dir(args.run, labels, features, args.split, args.out, args.device)
+        read_run_config(args.run, TrainConfig)  # refuses a damaged config.json before any work
+        labels = load_labels(args.data, args.db, pseudo=False)
+        summary = predict_to_dir(args.run, labels, args.data, args.split, args.out, args.device,
+                                 zero_priors=args.zero_priors, text_audio=args.text_audio,
+                                 text_visual=args.text_visual)
     except REFUSALS as exc:
         err.write(f"error: {exc}\n")
         return 2

@@ -1,18 +1,28 @@
-"""Training data: labels (weak, segment pseudo-labels, review flags) and per-clip features.
+"""AVVP data: labels (weak, segment pseudo-labels, review flags) and per-clip model inputs.
 
 Labels come from an LLP-layout folder or from the label store (`best` labels:
 manual where a human edited, else pseudo; out-of-taxonomy reviews respected).
-Features are always read from the folder (`<set dir>/<video id>.npy`), lazily,
-so the full LLP (7.7 GB of ResNet features) never has to fit in memory.
+Inputs (features, priors) are always read from the folder (`<dir>/<video id>.npy`),
+lazily, so the full LLP (7.7 GB of ResNet features) never has to fit in memory.
+
+What a model may read, and when (the honesty rule): segment pseudo-labels are
+training TARGETS, gated by the clip's video-level label; they are loaded for train
+clips only, and only for models that train on them. A model's INPUTS are features
+and priors (zero-shot segment labels over all 25 classes, never gated by a
+video-level label, see `inference.priors`). Evaluation items carry inputs only, so
+nothing derived from a val/test clip's weak label, truth or human edits can reach
+a prediction.
 
 Batch contract shared by every model (B = batch, 10 segments, 25 classes):
-    audio  (B, 10, Da)      VGGish (128) or CLAP (512) features
+    audio  (B, Ta, Da)      VGGish (10, 128), CLAP (10, 512) or VALOR's CLAP maps (64, 768)
     visual (B, Tv, Dv)      ResNet-152 (80, 2048) or CLIP (10, 768)
-    motion (B, 10, 512)     R(2+1)D, only for the "vggish" feature set
+    motion (B, 10, 512)     R(2+1)D, for the feature sets that have it
+    prior_audio, prior_visual (B, 10, 25)  zero-shot priors, 0/1 float (models that read them)
+    index  (B,)             row in the LabelSet
+  training items add the targets:
     label  (B, 25)          weak (video-level) label, 0/1 float
     pseudo_audio, pseudo_visual (B, 10, 25)  segment pseudo-labels, 0/1 float
     has_pseudo (B,)         bool: both pseudo-labels exist (segment losses skip the others)
-    index  (B,)             row in the LabelSet
 Batches are collated by `collate_items` (keys common to all items of a batch).
 """
 from __future__ import annotations
@@ -34,34 +44,93 @@ from annotation.files import child_path, present
 from annotation.importer import DENSE_FILES, PSEUDO_DIRS, WEAK_FILES, load_pseudo
 from annotation.llp_csv import dense_grids, iter_dense_csv, read_weak_csv
 from annotation.models import Review
-from annotation.npyfile import read_npy
+from annotation.npyfile import npy_shape, read_npy
 from annotation.taxonomy import NUM_CLASSES, NUM_SEGMENTS, parse_label_list
+
+PRIOR_DIRS = {"audio": "CLAP/segment_prior_labels", "visual": "CLIP/segment_prior_labels"}
+PRIOR_SHAPE = (NUM_SEGMENTS, NUM_CLASSES)
+AUDIO_SIDE = frozenset({"audio", "prior_audio"})  # parts a CMRC clip takes from its audio source
+PRIOR_COMMAND = "avvp-studio prior --data DIR --text-audio CLAP_TEXT.npy --text-visual CLIP_TEXT.npy"
 
 
 @dataclass(frozen=True)
 class FeatureSpec:
-    name: str
-    audio: tuple[str, tuple[int, int]]
-    visual: tuple[str, tuple[int, int]]
-    motion: tuple[str, tuple[int, int]] | None = None
+    """A feature set: the folder of each input stream and its standard (frames, dim).
 
-    def parts(self) -> dict[str, tuple[str, tuple[int, int]]]:
-        parts = {"audio": self.audio, "visual": self.visual}
-        if self.motion is not None:
-            parts["motion"] = self.motion
-        return parts
+    The shapes a model reads live in its config (`inference.models.base.AVVPInputs`);
+    these are the defaults, and what a data folder holds is detected from its files.
+    """
+
+    name: str
+    folders: dict[str, str]
+    shapes: dict[str, tuple[int, int]]
 
 
 FEATURE_SETS: dict[str, FeatureSpec] = {
-    "vggish": FeatureSpec("vggish", ("feats/vggish", (10, 128)), ("feats/res152", (80, 2048)),
-                          ("feats/r2plus1d_18", (10, 512))),
-    "clip_clap": FeatureSpec("clip_clap", ("CLAP/features", (10, 512)), ("CLIP/features", (10, 768))),
+    # HAN/VALOR/MUG: VGGish + ResNet-152 (8 fps) + R(2+1)D
+    "vggish": FeatureSpec("vggish", {"audio": "feats/vggish", "visual": "feats/res152", "motion": "feats/r2plus1d_18"},
+                          {"audio": (10, 128), "visual": (80, 2048), "motion": (10, 512)}),
+    # CLAP + CLIP only (what `avvp-studio features` extracts)
+    "clip_clap": FeatureSpec("clip_clap", {"audio": "CLAP/features", "visual": "CLIP/features"},
+                             {"audio": (10, 512), "visual": (10, 768)}),
+    # VALOR++ / LINK: CLAP + CLIP + R(2+1)D (VALOR's scripts read the motion stream here too)
+    "clip_clap_r21d": FeatureSpec(
+        "clip_clap_r21d", {"audio": "CLAP/features", "visual": "CLIP/features", "motion": "feats/r2plus1d_18"},
+        {"audio": (10, 512), "visual": (10, 768), "motion": (10, 512)}),
 }
+
+
+def feature_spec(name: str) -> FeatureSpec:
+    if name not in FEATURE_SETS:
+        raise ValueError(f"unknown feature set {name!r}; expected one of {sorted(FEATURE_SETS)}")
+    return FEATURE_SETS[name]
+
+
+def detect_shapes(data_dir: str | Path, feature_set: str) -> dict[str, tuple[int, int]]:
+    """(frames, dim) of each stream as the folder's first file declares it (header only), so a
+    folder of VALOR's CLAP maps (64, 768) is read as such; every other file is checked later."""
+    spec, found = feature_spec(feature_set), {}
+    for part, sub in spec.folders.items():
+        folder = Path(data_dir) / sub
+        if not present(folder, "folder"):
+            raise DataFileError(folder, f"missing {part} feature folder of the '{feature_set}' feature set")
+        first = min((p for p in folder.iterdir() if p.suffix == ".npy"), default=None)
+        if first is None:
+            raise DataFileError(folder, f"no .npy files; expected the {part} features of the '{feature_set}' set")
+        shape = npy_shape(first, f"({part} frames, dim) features")
+        if len(shape) != 2:
+            raise DataFileError(first, f"shape {shape}; expected (frames, dim) {part} features")
+        found[part] = shape
+    return found
+
+
+@dataclass(frozen=True)
+class InputPart:
+    """One per-clip input file kind: `<folder>/<video id>.npy` of `shape`."""
+
+    folder: str
+    shape: tuple[int, ...]
+    kinds: str  # allowed dtype kinds
+    what: str  # for errors: "vggish audio features", "audio priors"
+
+
+def feature_parts(feature_set: str, shapes: dict[str, tuple[int, int]]) -> dict[str, InputPart]:
+    spec = feature_spec(feature_set)
+    return {part: InputPart(sub, tuple(shapes[part]), "f", f"{feature_set} {part} features")
+            for part, sub in spec.folders.items()}
+
+
+def prior_parts() -> dict[str, InputPart]:
+    return {f"prior_{track}": InputPart(sub, PRIOR_SHAPE, "iub", f"{track} prior (0/1 zero-shot segment labels)")
+            for track, sub in PRIOR_DIRS.items()}
 
 
 @dataclass
 class LabelSet:
-    """Column-wise labels of N clips (index i is the same clip in every array)."""
+    """Column-wise labels of N clips (index i is the same clip in every array).
+
+    Pseudo-labels are filled for train clips only (they are training targets); the
+    rows of val/test clips stay zero with `has_pseudo` False."""
 
     filenames: list[str]
     video_ids: list[str]
@@ -81,28 +150,35 @@ class LabelSet:
         return np.flatnonzero(self.splits == split) if split != "all" else np.arange(len(self))
 
 
+def _empty_labels(filenames: list[str], video_ids: list[str], splits: list[str], out_of_taxonomy) -> LabelSet:
+    n = len(filenames)
+    return LabelSet(
+        filenames=filenames, video_ids=video_ids, splits=np.array(splits), weak=np.zeros((n, NUM_CLASSES), np.float32),
+        pseudo_audio=np.zeros((n, NUM_SEGMENTS, NUM_CLASSES), np.float32),
+        pseudo_visual=np.zeros((n, NUM_SEGMENTS, NUM_CLASSES), np.float32),
+        has_pseudo=np.zeros(n, bool), out_of_taxonomy=np.asarray(out_of_taxonomy, bool),
+    )
+
+
 def _read_pseudo_file(path: Path, clip: str) -> np.ndarray | None:
     if not present(path):
         return None
     return load_pseudo(path, clip).T.astype(np.float32)  # back to the (segments, classes) layout
 
 
-def labels_from_folder(data_dir: str | Path) -> LabelSet:
+def labels_from_folder(data_dir: str | Path, pseudo: bool = True) -> LabelSet:
+    """Weak labels, truth and (with `pseudo`) the train clips' pseudo-label files of a data folder."""
     data_dir = Path(data_dir)
     rows = [(split, row) for split, name in WEAK_FILES.items() if present(data_dir / name)
             for row in read_weak_csv(data_dir / name)]
     if not rows:
         raise DataFileError(data_dir, f"no weak-label file; expected some of {sorted(WEAK_FILES.values())}")
-    n = len(rows)
-    labels = LabelSet(
-        filenames=[r.filename for _, r in rows], video_ids=[r.filename[:11] for _, r in rows],
-        splits=np.array([s for s, _ in rows]), weak=np.zeros((n, NUM_CLASSES), np.float32),
-        pseudo_audio=np.zeros((n, NUM_SEGMENTS, NUM_CLASSES), np.float32),
-        pseudo_visual=np.zeros((n, NUM_SEGMENTS, NUM_CLASSES), np.float32),
-        has_pseudo=np.zeros(n, bool), out_of_taxonomy=np.zeros(n, bool),
-    )
-    for i, (_, row) in enumerate(rows):
+    labels = _empty_labels([r.filename for _, r in rows], [r.filename[:11] for _, r in rows], [s for s, _ in rows],
+                           np.zeros(len(rows), bool))
+    for i, (split, row) in enumerate(rows):
         labels.weak[i, list(row.labels)] = 1
+        if not (pseudo and split == "train"):
+            continue
         audio = _read_pseudo_file(data_dir / PSEUDO_DIRS["audio"] / f"{row.filename[:11]}.npy", row.filename)
         visual = _read_pseudo_file(data_dir / PSEUDO_DIRS["visual"] / f"{row.filename[:11]}.npy", row.filename)
         if audio is not None:
@@ -124,21 +200,16 @@ def _attach_truth(labels: LabelSet, data_dir: Path) -> None:
             target.update(zip(evaluated, grids))
 
 
-def labels_from_store(engine) -> LabelSet:
-    """The cleaned labels of the database: best grids per track, out-of-taxonomy from reviews, truth."""
+def labels_from_store(engine, pseudo: bool = True) -> LabelSet:
+    """The cleaned labels of the database: best grids of the train clips (manual where edited, else
+    pseudo), out-of-taxonomy from reviews, truth. Manual labels of val/test clips are never read."""
     with snapshot(engine) as conn:  # one moment's labels, truth and reviews, while annotators save edits
-        clips, grids = select_grids(conn, "best", "all")
-        _, truth = select_grids(conn, "truth", "all")
+        grids = select_grids(conn, "best", "train")[1] if pseudo else {"audio": {}, "visual": {}}
+        everything, truth = select_grids(conn, "truth", "all")
         oot = set(conn.execute(select(Review.clip_id).where(Review.status == "out_of_taxonomy")).scalars())
-    n = len(clips)
-    labels = LabelSet(
-        filenames=[c.filename for c in clips], video_ids=[c.video_id for c in clips],
-        splits=np.array([c.split for c in clips]), weak=np.zeros((n, NUM_CLASSES), np.float32),
-        pseudo_audio=np.zeros((n, NUM_SEGMENTS, NUM_CLASSES), np.float32),
-        pseudo_visual=np.zeros((n, NUM_SEGMENTS, NUM_CLASSES), np.float32),
-        has_pseudo=np.zeros(n, bool), out_of_taxonomy=np.array([c.id in oot for c in clips], bool),
-    )
-    for i, clip in enumerate(clips):
+    labels = _empty_labels([c.filename for c in everything], [c.video_id for c in everything],
+                           [c.split for c in everything], [c.id in oot for c in everything])
+    for i, clip in enumerate(everything):
         labels.weak[i, parse_label_list(clip.weak_labels)] = 1
         audio, visual = grids["audio"].get(clip.id), grids["visual"].get(clip.id)
         if audio is not None:
@@ -154,33 +225,45 @@ def labels_from_store(engine) -> LabelSet:
 
 
 class FeatureStore:
-    """Per-clip feature arrays of one feature set, checked (shape, float dtype, finite) on every read."""
+    """Per-clip input arrays (`parts`: name -> InputPart), checked (shape, dtype, finite) on every
+    read; 0/1 priors come back as float32 like the features."""
 
-    def __init__(self, data_dir: str | Path, spec: FeatureSpec, cache: bool = False):
+    def __init__(self, data_dir: str | Path, parts: dict[str, InputPart], cache: bool = False):
         self.root = Path(data_dir)
-        self.spec = spec
+        self.parts = dict(parts)
         self.cache: dict[tuple[str, str], np.ndarray] | None = {} if cache else None
-        for part, (sub, _) in spec.parts().items():
-            if not present(self.root / sub, "folder"):
-                raise DataFileError(self.root / sub, f"missing {part} feature folder of the '{spec.name}' feature set")
+        for name, part in self.parts.items():
+            if not present(self.root / part.folder, "folder"):
+                hint = f"; make them with: {PRIOR_COMMAND}" if name.startswith("prior_") else ""
+                raise DataFileError(self.root / part.folder, f"missing folder of the {part.what}{hint}")
+
+    def path(self, part: str, video_id: str) -> Path:
+        return child_path(self.root / self.parts[part].folder, f"{video_id}.npy")
 
     def load(self, part: str, video_id: str) -> np.ndarray:
         key = (part, video_id)
         if self.cache is not None and key in self.cache:
             return self.cache[key]
-        sub, shape = self.spec.parts()[part]
-        array = read_npy(child_path(self.root / sub, f"{video_id}.npy"), shape=shape, kinds="f", finite=True,
-                         expected=f"finite float {shape} {self.spec.name} {part} features of clip id {video_id}")
+        spec = self.parts[part]
+        array = read_npy(self.path(part, video_id), shape=spec.shape, kinds=spec.kinds, finite=True,
+                         expected=f"{'finite float ' if spec.kinds == 'f' else ''}{spec.shape} {spec.what} of "
+                                  f"clip id {video_id}")
+        if spec.kinds != "f" and array.size and (array.min() < 0 or array.max() > 1):
+            raise DataFileError(self.path(part, video_id), f"values outside 0/1; expected {spec.what}")
         array = array.astype(np.float32, copy=False)
         if self.cache is not None:
             self.cache[key] = array
         return array
 
+    def missing(self, part: str, video_ids: Sequence[str]) -> list[str]:
+        """The ids among `video_ids` that have no file of `part`."""
+        return [vid for vid in video_ids if not present(self.path(part, vid))]
+
     def check(self, video_ids: Sequence[str], workers: int = 4) -> int:
-        """Read every feature file of these clips once (shape, dtype, finite), so a bad file stops a
+        """Read every input file of these clips once (shape, dtype, finite), so a bad file stops a
         run before its first epoch, not when it is reached hours later; returns the files checked.
         Cached stores keep what they read."""
-        jobs = [(part, vid) for vid in dict.fromkeys(video_ids) for part in self.spec.parts()]
+        jobs = [(part, vid) for vid in dict.fromkeys(video_ids) for part in self.parts]
         pool = ThreadPoolExecutor(max_workers=workers)  # reads and isfinite release the GIL
         try:
             for _ in pool.map(lambda job: self.load(*job), jobs):
@@ -191,34 +274,34 @@ class FeatureStore:
 
 
 class AVVPDataset(Dataset):
-    """Clips `indices` of a LabelSet with their features, as dicts of tensors (see module doc)."""
+    """Clips `indices` of a LabelSet with their inputs, as dicts of tensors (see module doc);
+    `targets=False` (evaluation, prediction) leaves every label out of the items."""
 
-    def __init__(self, labels: LabelSet, features: FeatureStore, indices: np.ndarray | None = None):
+    def __init__(self, labels: LabelSet, features: FeatureStore, indices: np.ndarray | None = None,
+                 targets: bool = True):
         self.labels = labels
         self.features = features
         self.indices = np.arange(len(labels)) if indices is None else np.asarray(indices)
+        self.targets = targets
 
     def __len__(self) -> int:
         return len(self.indices)
 
     def item(self, i: int, audio_from: int | None = None) -> dict[str, torch.Tensor]:
-        """Clip i; with `audio_from`, the audio features and audio pseudo-label of another clip (CMRC)."""
+        """Clip i; with `audio_from`, the audio-side inputs and targets of another clip (CMRC)."""
         a = i if audio_from is None else audio_from
         lab = self.labels
-        out = {
-            "audio": torch.from_numpy(self.features.load("audio", lab.video_ids[a])),
-            "visual": torch.from_numpy(self.features.load("visual", lab.video_ids[i])),
-            "pseudo_audio": torch.from_numpy(lab.pseudo_audio[a]),
-            "pseudo_visual": torch.from_numpy(lab.pseudo_visual[i]),
-            "has_pseudo": torch.tensor(bool(lab.has_pseudo[i] and lab.has_pseudo[a])),
-            "index": torch.tensor(i),
-        }
-        if self.features.spec.motion is not None:
-            out["motion"] = torch.from_numpy(self.features.load("motion", lab.video_ids[i]))
-        if audio_from is None:
-            out["label"] = torch.from_numpy(lab.weak[i])
-        else:  # a combined clip's label: union of the two unimodal pseudo-labels (MUG, CMRC)
-            out["label"] = torch.from_numpy(np.maximum(lab.pseudo_audio[a].max(0), lab.pseudo_visual[i].max(0)))
+        out = {part: torch.from_numpy(self.features.load(part, lab.video_ids[a if part in AUDIO_SIDE else i]))
+               for part in self.features.parts}
+        out["index"] = torch.tensor(i)
+        if self.targets:
+            out["pseudo_audio"] = torch.from_numpy(lab.pseudo_audio[a])
+            out["pseudo_visual"] = torch.from_numpy(lab.pseudo_visual[i])
+            out["has_pseudo"] = torch.tensor(bool(lab.has_pseudo[i] and lab.has_pseudo[a]))
+            if audio_from is None:
+                out["label"] = torch.from_numpy(lab.weak[i])
+            else:  # a combined clip's label: union of the two unimodal pseudo-labels (MUG, CMRC)
+                out["label"] = torch.from_numpy(np.maximum(lab.pseudo_audio[a].max(0), lab.pseudo_visual[i].max(0)))
         return out
 
     def __getitem__(self, k: int) -> dict[str, torch.Tensor]:

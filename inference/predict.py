@@ -18,84 +18,19 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
 
 from annotation.files import folder_lock
 from annotation.llp_csv import write_dense_csv
 from inference.checkpoint import RunError, load_checkpoint, model_from_checkpoint, read_run_config
-from inference.data import AVVPDataset, FeatureStore, LabelSet, collate_items
-from inference.metrics import binarize, evaluate_probabilities
-from inference.devices import check_device_name
+from inference.data import LabelSet
+from inference.metrics import binarize
+from inference.models.plsim import caption_embeddings
+from inference.tasks.avvp import AVVPTask, score
+from inference.train import resolve_device
 from inference.train_config import TrainConfig
 
 THRESHOLD = 0.5
 SPLITS = ("train", "val", "test", "all")
-
-
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    try:
-        check_device_name(name)
-    except ValueError as exc:
-        raise RunError(str(exc)) from None
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RunError(f"device {name!r} asked for, but torch sees no CUDA device")
-    if name == "cuda":
-        return torch.device("cuda", local_rank)
-    device = torch.device(name)
-    if device.type == "cuda" and device.index >= torch.cuda.device_count():
-        raise RunError(f"device {name!r} asked for, but torch sees {torch.cuda.device_count()} CUDA device(s)")
-    return device
-
-
-def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
-    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
-
-
-@torch.no_grad()
-def infer(model: torch.nn.Module, dataset: Dataset, device: torch.device, batch_size: int = 64,
-          num_workers: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Segment probabilities (V, 25, 10) audio and visual, and global probabilities (V, 25), in dataset order."""
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                        collate_fn=collate_items)
-    was_training = model.training
-    model.eval()
-    seg_a, seg_v, glob = [], [], []
-    try:
-        for batch in loader:
-            out = model(to_device(batch, device))
-            seg_a.append(out["segment_audio"].transpose(1, 2).float().cpu().numpy())
-            seg_v.append(out["segment_visual"].transpose(1, 2).float().cpu().numpy())
-            glob.append(out["global"].float().cpu().numpy())
-    finally:
-        model.train(was_training)
-    if not glob:
-        empty = np.zeros((0, 25, 10), np.float32)
-        return empty, empty.copy(), np.zeros((0, 25), np.float32)
-    return np.concatenate(seg_a), np.concatenate(seg_v), np.concatenate(glob)
-
-
-def truth_for(labels: LabelSet, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray] | None:
-    """(V, 25, 10) audio and visual truth of `indices`, or None when the split has no truth at all.
-
-    A clip of a split with truth but without rows is all zeros (LLP evaluation semantics).
-    """
-    names = [labels.filenames[i] for i in indices]
-    if not names or not any(n in labels.truth_audio or n in labels.truth_visual for n in names):
-        return None
-    zeros = np.zeros((25, 10), np.uint8)
-    audio = np.stack([labels.truth_audio.get(n, zeros) for n in names])
-    visual = np.stack([labels.truth_visual.get(n, zeros) for n in names])
-    return audio, visual
-
-
-def score(labels: LabelSet, indices: Sequence[int], probs: tuple[np.ndarray, np.ndarray, np.ndarray]) -> dict | None:
-    """The ten AVVP numbers of predictions `probs` (binarised by the published rule), or None without truth."""
-    truth = truth_for(labels, indices)
-    if truth is None:
-        return None
-    return evaluate_probabilities(*probs, *truth)
 
 
 def load_run(run_dir: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
@@ -109,22 +44,41 @@ def load_run(run_dir: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
     return model, meta
 
 
-def predict(run_dir: str | Path, labels: LabelSet, features: FeatureStore, split: str = "test",
-            device: str = "auto", batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
-    """(segment probs audio (V, 25, 10), visual (V, 25, 10), global probs (V, 25), filenames) of a split."""
+def check_captions(model: torch.nn.Module, run_dir: str | Path, text_audio: str | None, text_visual: str | None) -> None:
+    """Caption embeddings given at prediction time must be the ones the run was trained with (the
+    checkpoint carries them): another text encoder's rows would mean other classes to PLSIM."""
+    plsim = getattr(model, "plsim", None)
+    for track, path in (("audio", text_audio), ("visual", text_visual)):
+        if path is None:
+            continue
+        if plsim is None:
+            raise RunError(f"--text-{track}: the model of {run_dir} reads no caption embeddings")
+        given, stored = caption_embeddings(path, 0, 0), getattr(plsim, f"text_{track}")
+        if given.shape != stored.shape or not torch.equal(given, stored):
+            raise RunError(f"--text-{track} {path}: not the caption embeddings the run {run_dir} was trained with "
+                           f"({tuple(given.shape)} vs the checkpoint's {tuple(stored.shape)}"
+                           f"{', other values' if given.shape == stored.shape else ''})")
+
+
+def predict(run_dir: str | Path, labels: LabelSet, data_dir: str | Path, split: str = "test", device: str = "auto",
+            batch_size: int | None = None, zero_priors: bool = False, text_audio: str | None = None,
+            text_visual: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """(segment probs audio (V, 25, 10), visual (V, 25, 10), global probs (V, 25), filenames) of a split.
+
+    Reads the clips' inputs only (features, priors); `zero_priors` feeds all-zero priors instead."""
     if split not in SPLITS:
         raise RunError(f"unknown split {split!r}; expected one of {SPLITS}")
-    model, meta = load_run(run_dir)
-    feature_set = meta["model_config"].get("feature_set", meta.get("feature_set"))
-    if features.spec.name != feature_set:
-        raise RunError(f"the run was trained on the {feature_set!r} features, not {features.spec.name!r}")
+    model, _ = load_run(run_dir)
+    check_captions(model, run_dir, text_audio, text_visual)
+    task = AVVPTask(labels, data_dir, zero_priors=zero_priors)
+    task.attach(model)
     indices = labels.indices(split)
+    task.check_inputs(indices)
     dev = resolve_device(device)
     model.to(dev)
     # the batch size the run evaluated with: same batches, same float results as metrics.json
     batch_size = batch_size or read_run_config(run_dir, TrainConfig).eval_batch_size
-    features.check([labels.video_ids[i] for i in indices])
-    seg_a, seg_v, glob = infer(model, AVVPDataset(labels, features, indices), dev, batch_size)
+    seg_a, seg_v, glob = task.predict_split(model, indices, dev, batch_size)
     return seg_a, seg_v, glob, [labels.filenames[i] for i in indices]
 
 
@@ -147,17 +101,18 @@ def write_predictions(out_dir: str | Path, seg_a: np.ndarray, seg_v: np.ndarray,
     return rows
 
 
-def predict_to_dir(run_dir: str | Path, labels: LabelSet, features: FeatureStore, split: str, out_dir: str | Path,
-                   device: str = "auto") -> dict[str, Any]:
+def predict_to_dir(run_dir: str | Path, labels: LabelSet, data_dir: str | Path, split: str, out_dir: str | Path,
+                   device: str = "auto", **options: Any) -> dict[str, Any]:
     """`predict` + `write_predictions` + predict.json; returns the summary (with scores when truth exists).
     OUT is locked meanwhile: a second prediction into it is refused, never mixed in."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     with folder_lock(out, "prediction"):
-        seg_a, seg_v, glob, names = predict(run_dir, labels, features, split, device)
+        seg_a, seg_v, glob, names = predict(run_dir, labels, data_dir, split, device, **options)
         rows = write_predictions(out, seg_a, seg_v, glob, names)
         summary: dict[str, Any] = {"run": str(Path(run_dir).resolve()), "split": split, "clips": len(names),
-                                   "threshold": THRESHOLD, "rows": rows, "scores": None}
+                                   "threshold": THRESHOLD, "rows": rows, "scores": None,
+                                   "zero_priors": bool(options.get("zero_priors"))}
         if names:
             summary["scores"] = score(labels, labels.indices(split), (seg_a, seg_v, glob))
         (out / "predict.json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")

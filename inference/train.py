@@ -1,11 +1,14 @@
-"""Training: train split -> best checkpoint on val segment Type@AV -> exact AVVP numbers on test.
+"""The training engine: train split -> best checkpoint on the task's val selection -> test numbers.
 
-`train(config, labels, features, run_dir)` writes into RUN_DIR:
+Task-agnostic: the loop, callbacks, checkpoints, resume, cancellation, DDP and
+devices live here; data, inputs checks, metrics and the selection number come from
+a task (`inference.tasks`; AVVP: `inference.tasks.avvp.AVVPTask`), the loss from
+the model. `train(config, task, run_dir)` writes into RUN_DIR:
     config.json    the TrainConfig (model config included) and what data it saw
-    train.log      one text line per event (epochs, losses, val scores, resume, stop)
-    checkpoint.pt  the best model: {"model", "model_config", "feature_set", "state_dict", "epoch", "val"}
+    train.log      one text line per event (notes, epochs, losses, val scores, resume, stop)
+    checkpoint.pt  the best model: {"model", "model_config", "task", "state_dict", "epoch", "val"}
     last.pt        everything to resume: model, optimizer, scheduler, epoch, best score, history, RNG
-    metrics.json   {"val": ten numbers of the best epoch, "test": ten numbers, "best_epoch": n, ...}
+    metrics.json   {"val": metrics of the best epoch, "test": metrics, "best_epoch": n, "selection": ...}
 Checkpoints hold only tensors, numbers, strings, lists and dicts and are read
 with `torch.load(..., weights_only=True)`: loading never unpickles objects.
 The files of one epoch are saved as one set (`inference.checkpoint.save_set`), and
@@ -22,21 +25,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-import numpy as np
 import torch
-from torch.utils.data import ConcatDataset, DataLoader, Dataset
+from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 
 from annotation.files import FolderBusyError, folder_lock
 from inference import distributed as ddp
 from inference.callbacks import TrainCallback
 from inference.checkpoint import FORMAT, LAST_KEYS, RunError, load_checkpoint, save_set
-from inference.data import AVVPDataset, FeatureStore, LabelSet, collate_items
-from inference.models import create_model
-from inference.predict import infer, resolve_device, score, to_device
+from inference.devices import check_device_name
+from inference.tasks import Task
 from inference.train_config import TrainConfig
 
-SELECTION = ("segment", "type")  # the paper's model selection: val segment-level Type@AV
 # options that may differ when resuming; any other difference is refused
 RESUMABLE_CHANGES = {"epochs", "device", "num_workers", "eval_batch_size"}
 
@@ -45,12 +45,33 @@ class RunDirError(RunError):
     """The run folder cannot be used as asked (holds another run, or nothing to resume)."""
 
 
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    try:
+        check_device_name(name)
+    except ValueError as exc:
+        raise RunError(str(exc)) from None
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RunError(f"device {name!r} asked for, but torch sees no CUDA device")
+    if name == "cuda":
+        return torch.device("cuda", local_rank)
+    device = torch.device(name)
+    if device.type == "cuda" and device.index >= torch.cuda.device_count():
+        raise RunError(f"device {name!r} asked for, but torch sees {torch.cuda.device_count()} CUDA device(s)")
+    return device
+
+
+def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
 @dataclass
 class TrainResult:
     run_dir: Path
     best_epoch: int
-    val: dict | None  # ten numbers of the best epoch on val (None without val truth)
-    test: dict | None  # ten numbers of the best checkpoint on test (None if stopped or no truth)
+    val: dict | None  # metrics of the best epoch on val (None without val truth)
+    test: dict | None  # metrics of the best checkpoint on test (None if stopped or no truth)
     epochs_done: int
     stopped: bool
     history: list[dict] = field(default_factory=list)
@@ -105,25 +126,9 @@ def _set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _train_dataset(config: TrainConfig, labels: LabelSet, features: FeatureStore) -> Dataset:
-    indices = labels.indices("train")
-    if len(indices) == 0:
-        raise RunError("the data has no train clips")
-    dataset: Dataset = AVVPDataset(labels, features, indices)
-    if config.cmrc > 0:
-        from inference import cmrc  # only needed with --cmrc
-
-        try:
-            combined = cmrc.build_cmrc_dataset(dataset, config.cmrc, config.seed,
-                                               min_label_count=config.cmrc_min_label_count)
-        except cmrc.NoEligibleLabelSetError as exc:
-            raise RunError(f"--cmrc {config.cmrc}: {exc}") from None
-        dataset = ConcatDataset([dataset, combined])
-    return dataset
-
-
 def _check_resumable(stored: dict[str, Any], config: TrainConfig) -> None:
-    current = config.to_dict()
+    stored = json.loads(json.dumps(TrainConfig.from_dict(stored).to_dict()))  # JSON turns tuples into lists
+    current = json.loads(json.dumps(config.to_dict()))
     changed = sorted(k for k in current if k not in RESUMABLE_CHANGES and stored.get(k) != current[k])
     if changed:
         raise RunDirError(f"cannot resume with different {', '.join(changed)} (stored: "
@@ -133,9 +138,9 @@ def _check_resumable(stored: dict[str, Any], config: TrainConfig) -> None:
 class _Run:
     """One call of `train`: the objects of the run and the steps of the loop."""
 
-    def __init__(self, config: TrainConfig, labels: LabelSet, features: FeatureStore, run_dir: Path,
-                 callbacks: Sequence[TrainCallback], stop_event: threading.Event | None, distributed: bool):
-        self.config, self.labels, self.features, self.run_dir = config, labels, features, run_dir
+    def __init__(self, config: TrainConfig, task: Task, run_dir: Path, callbacks: Sequence[TrainCallback],
+                 stop_event: threading.Event | None, distributed: bool):
+        self.config, self.task, self.run_dir = config, task, run_dir
         self.callbacks, self.stop_event, self.distributed = list(callbacks), stop_event, distributed
         self.ctx = ddp.context()
         self.main = self.ctx.is_main
@@ -144,24 +149,24 @@ class _Run:
         self.log = _Log(run_dir / "train.log" if self.main else None)
 
         torch.manual_seed(config.seed)
-        self.core = create_model(config.model, **{**config.model_config, "feature_set": config.feature_set})
+        self.core = task.build_model(config)
         self.core.to(self.device)
         config.model_config = self.core.config.to_dict()  # the full model config goes into every file
         self.model = self.core
         if distributed:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.model = torch.nn.parallel.DistributedDataParallel(self.core, device_ids=ids)
-        self.train_set = _train_dataset(config, labels, features)
+        began = time.monotonic()  # refusals and every input file the run reads, before the first epoch
+        self.notes = task.prepare(self.core)
+        for note in self.notes:
+            self.log(note)
+        self.log(f"prepared in {time.monotonic() - began:.1f}s")
+        self.train_set = task.train_dataset(config)
         self.sampler = DistributedSampler(self.train_set, num_replicas=self.ctx.world_size, rank=self.ctx.rank,
                                           shuffle=True, seed=config.seed)
         self.loader = DataLoader(self.train_set, batch_size=config.batch_size, sampler=self.sampler,
-                                 num_workers=config.num_workers, collate_fn=collate_items,
+                                 num_workers=config.num_workers, collate_fn=task.collate,
                                  pin_memory=self.device.type == "cuda", persistent_workers=config.num_workers > 0)
-        self.val_idx, self.test_idx = labels.indices("val"), labels.indices("test")
-        began = time.monotonic()  # every feature file the run reads, before the first epoch
-        checked = features.check(labels.video_ids)
-        self.log(f"features: {checked} files of {len(labels)} clips checked (shape, dtype, finite) in "
-                 f"{time.monotonic() - began:.1f}s")
         self.optimizer = _optimizer(config, self.core.parameters())
         self.scheduler = _scheduler(config, self.optimizer)
         self.start_epoch, self.best_score, self.best_epoch, self.history = 1, -math.inf, 0, []
@@ -198,8 +203,7 @@ class _Run:
 
     def best_state(self, epoch: int, val: dict | None) -> dict[str, Any]:
         return {"format": FORMAT, "model": self.config.model, "model_config": self.config.model_config,
-                "feature_set": self.config.feature_set, "state_dict": self.core.state_dict(), "epoch": epoch,
-                "val": val}
+                "task": self.task.name, "state_dict": self.core.state_dict(), "epoch": epoch, "val": val}
 
     # ------------------------------------------------------------ loop pieces
 
@@ -229,7 +233,7 @@ class _Run:
             loss_value = float(loss.detach())
             if self.distributed:  # mean loss over ranks for the log
                 loss_value = float(ddp.sum_across(loss.detach().reshape(1))[0]) / self.ctx.world_size
-            n = len(batch["label"])
+            n = len(next(iter(batch.values())))
             seen += n
             for key, value in {"total": loss_value, **parts}.items():
                 sums[key] = sums.get(key, 0.0) + value * n
@@ -245,16 +249,13 @@ class _Run:
         clock["seconds"] += time.monotonic() - began
         return {k: v / max(seen, 1) for k, v in sums.items()}, False
 
-    def evaluate(self, indices: np.ndarray) -> dict | None:
-        if len(indices) == 0:
-            return None
-        dataset = AVVPDataset(self.labels, self.features, indices)
-        return score(self.labels, indices, infer(self.core, dataset, self.device, self.config.eval_batch_size))
+    def evaluate(self, split: str) -> dict | None:
+        return self.task.evaluate(self.core, split, self.device, self.config.eval_batch_size)
 
     def end_epoch(self, epoch: int, means: dict[str, float], lr: float, seconds: float) -> None:
         """Rank 0: val scores, best checkpoint, last.pt, log line, callbacks."""
-        val = self.evaluate(self.val_idx)
-        current = val[SELECTION[0]][SELECTION[1]] if val is not None else math.inf  # no truth: keep the latest
+        val = self.evaluate("val")
+        current = self.task.selection_score(val) if val is not None else math.inf  # no truth: keep the latest
         is_best = self.best_epoch == 0 or current > self.best_score or val is None
         files = {}
         if is_best:
@@ -265,7 +266,7 @@ class _Run:
         self.history.append(record)
         files[self.last_path] = self.last_state(epoch)
         save_set(files, f"the checkpoints of epoch {epoch} (last.pt holds epoch {epoch - 1}; --resume continues)")
-        val_text = f"val segment Type@AV {val['segment']['type']:.3f}" if val else "no val truth"
+        val_text = f"val {self.task.describe(val)}" if val else "no val truth"
         self.log(f"epoch {epoch}/{self.config.epochs} loss {record['train_loss']:.5f} lr {lr:.3g} "
                  f"{val_text}{' best' if is_best else ''}")
         for cb in self.callbacks:
@@ -275,14 +276,14 @@ class _Run:
         """Rank 0: the best checkpoint on test, metrics.json."""
         best = load_checkpoint(self.best_path)
         self.core.load_state_dict(best["state_dict"])
-        result.val, result.test = best["val"], self.evaluate(self.test_idx)
+        result.val, result.test = best["val"], self.evaluate("test")
         metrics = {"val": result.val, "test": result.test, "best_epoch": result.best_epoch,
-                   "epochs": result.epochs_done, "selection": "val segment Type@AV", "history": self.history}
+                   "epochs": result.epochs_done, "selection": self.task.selection, "history": self.history}
         if self.distributed:
             metrics["distributed"] = {"world_size": self.ctx.world_size, "parameters_identical": self.consistent}
             self.log(f"distributed: {self.ctx.world_size} ranks, parameters identical: {self.consistent}")
         save_set({self.run_dir / "metrics.json": metrics}, "metrics.json")
-        test_text = f"test segment Type@AV {result.test['segment']['type']:.3f}" if result.test else "no test truth"
+        test_text = f"test {self.task.describe(result.test)}" if result.test else "no test truth"
         self.log(f"done: best epoch {result.best_epoch}, {test_text}")
 
     # ------------------------------------------------------------ the whole run
@@ -292,8 +293,8 @@ class _Run:
         resumed = self.restore() if resume else False
         info = {"model": config.model, "run_dir": str(self.run_dir), "device": str(self.device),
                 "epochs": config.epochs, "start_epoch": self.start_epoch, "steps_per_epoch": len(self.loader),
-                "world_size": self.ctx.world_size,
-                "clips": {"train": len(self.train_set), "val": len(self.val_idx), "test": len(self.test_idx)},
+                "world_size": self.ctx.world_size, "task": self.task.name, "selection": self.task.selection,
+                "clips": {"train": len(self.train_set), **self.task.split_sizes()}, "notes": self.notes,
                 "parameters": sum(p.numel() for p in self.core.parameters())}
         if self.main:
             files = {self.run_dir / "config.json": {"format": FORMAT, "train": config.to_dict(), "data": info}}
@@ -339,15 +340,14 @@ class _Run:
 
 def train(
     config: TrainConfig,
-    labels: LabelSet,
-    features: FeatureStore,
+    task: Task,
     out_dir: str | Path,
     callbacks: Sequence[TrainCallback] = (),
     stop_event: threading.Event | None = None,
     resume: bool = False,
     distributed: bool = False,
 ) -> TrainResult:
-    """Train `config.model` on the train split; see the module docstring for what is written.
+    """Train `config.model` on `task`'s train split; see the module docstring for what is written.
 
     `resume=True` continues from RUN_DIR/last.pt (a fresh start if there is none);
     a stop (a callback's `should_stop()` or `stop_event`) ends the run between steps
@@ -356,9 +356,8 @@ def train(
     Note: `config.model_config` is completed with the model's defaults.
     """
     config.validate()
-    if features.spec.name != config.feature_set:
-        raise RunError(f"the features are the {features.spec.name!r} set but the run asks for "
-                         f"{config.feature_set!r}")
+    if config.task != task.name:
+        raise RunError(f"the run is a {config.task} run, but the data is for the {task.name} task")
     if distributed and not ddp.is_initialized():
         raise RuntimeError("distributed=True needs torch.distributed initialised (inference.distributed.init_from_env)")
     run_dir = Path(out_dir)
@@ -381,7 +380,7 @@ def train(
         if problem:
             raise RunDirError(problem)
         try:
-            return _Run(config, labels, features, run_dir, callbacks, stop_event, distributed).run(resume)
+            return _Run(config, task, run_dir, callbacks, stop_event, distributed).run(resume)
         except OSError as exc:  # the log, a DataLoader pipe, a vanished folder: one line, not a traceback
             where = f" ({exc.filename})" if exc.filename else ""
             raise RunError(f"{run_dir}: training stopped: {exc.strerror or exc}{where}; "

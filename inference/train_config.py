@@ -3,15 +3,24 @@
 Kept apart from the loop so the CLI, prediction and the window read and check a
 run's options without importing the trainer. Values read from JSON are
 type-checked (`"eval_batch_size": "abc"` is refused, not replaced by a default).
+
+The fields are the engine's (optimiser, schedule, epochs, devices); what a model
+reads lives in `model_config` (the AVVP models' feature set and input shapes
+included), and what only one task understands in `task_options` (AVVP: CMRC),
+which the task checks itself.
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from inference.checkpoint import RunError, checked_train_values
 from inference.devices import check_device_name
-from inference.models import model_recipe
+from inference.models import get_entry
+
+OPTIMIZERS = ("adam", "adamw")
+SCHEDULERS = ("step", "cosine", "warmup_cosine", "none")
 
 
 @dataclass
@@ -20,7 +29,8 @@ class TrainConfig:
 
     model: str = "han"
     model_config: dict[str, Any] = field(default_factory=dict)
-    feature_set: str = "vggish"
+    task: str = "avvp"
+    task_options: dict[str, Any] = field(default_factory=dict)
     epochs: int = 40
     batch_size: int = 16  # per process in distributed runs
     lr: float = 3e-4
@@ -36,14 +46,19 @@ class TrainConfig:
     seed: int = 1
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     num_workers: int = 0
-    cmrc: int = 0  # cross-modal random combination clips added to the train split (0 = off)
-    cmrc_min_label_count: int = 50  # label sets must be seen more often than this (MUG: 50; tiny data: 0)
     eval_batch_size: int = 64
 
     @classmethod
-    def for_model(cls, model: str, **overrides: Any) -> "TrainConfig":
-        """Defaults, then the registered model's recipe, then `overrides` (None values ignored)."""
-        values = {**model_recipe(model), **{k: v for k, v in overrides.items() if v is not None}, "model": model}
+    def for_model(cls, model: str, model_config: dict[str, Any] | None = None,
+                  task_options: dict[str, Any] | None = None, **overrides: Any) -> "TrainConfig":
+        """Defaults, then the registered model's recipe (its variant for the feature set asked
+        for), then `model_config`, `task_options` and `overrides` (None values ignored)."""
+        entry = get_entry(model)
+        given = dict(model_config or {})
+        recipe = copy.deepcopy(entry.recipe_for(given.get("feature_set")))
+        values = {**recipe, **{k: v for k, v in overrides.items() if v is not None}, "model": model,
+                  "task": entry.task, "task_options": dict(task_options or {}),
+                  "model_config": {**recipe.pop("model_config", {}), **given}}
         return cls.from_dict(values)
 
     def to_dict(self) -> dict[str, Any]:
@@ -54,23 +69,37 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
         """From plain data: unknown options and values of the wrong type are a RunError."""
-        config = cls(**checked_train_values(cls, data))
+        config = cls(**checked_train_values(cls, _upgrade(data)))
         config.validate()
         return config
 
     def validate(self) -> None:
-        if self.optimizer not in ("adam", "adamw"):
+        if self.optimizer not in OPTIMIZERS:
             raise RunError(f"optimizer {self.optimizer!r}; expected adam or adamw")
-        if self.scheduler not in ("step", "cosine", "warmup_cosine", "none"):
+        if self.scheduler not in SCHEDULERS:
             raise RunError(f"scheduler {self.scheduler!r}; expected step, cosine, warmup_cosine or none")
         for name in ("epochs", "batch_size", "eval_batch_size"):
             if getattr(self, name) < 1:
                 raise RunError(f"{name} must be at least 1, got {getattr(self, name)}")
         if not self.lr > 0:
             raise RunError(f"lr must be positive, got {self.lr}")
-        if self.cmrc < 0 or self.num_workers < 0 or self.cmrc_min_label_count < 0:
-            raise RunError("cmrc, cmrc_min_label_count and num_workers must be >= 0")
+        for name in ("num_workers", "warmup_epochs", "lr_min", "grad_clip", "weight_decay", "step_size"):
+            if getattr(self, name) < 0:
+                raise RunError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not all(0 <= b < 1 for b in self.betas):
+            raise RunError(f"betas must be in [0, 1), got {list(self.betas)}")
         try:
             check_device_name(self.device)
         except ValueError as exc:
             raise RunError(str(exc)) from None
+
+
+def _upgrade(data: dict[str, Any]) -> dict[str, Any]:
+    """Configs written before the engine/task split kept the AVVP options at the top level."""
+    data = dict(data)
+    if "feature_set" in data:
+        data["model_config"] = {"feature_set": data.pop("feature_set"), **(data.get("model_config") or {})}
+    moved = {k: data.pop(k) for k in ("cmrc", "cmrc_min_label_count") if k in data}
+    if moved:
+        data["task_options"] = {**moved, **(data.get("task_options") or {})}
+    return data

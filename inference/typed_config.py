@@ -40,6 +40,13 @@ def _matches(value: Any, hint: Any) -> bool:
     return isinstance(value, hint) if isinstance(hint, type) else True
 
 
+def _wants_tuple(hint: Any) -> bool:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(typing.get_origin(h) is tuple for h in typing.get_args(hint))
+    return origin is tuple
+
+
 def _describe(hint: Any) -> str:
     text = getattr(hint, "__name__", None) if typing.get_origin(hint) is None else None
     return text or str(hint).replace("typing.", "")
@@ -59,7 +66,7 @@ def checked_fields(cls: type, data: Mapping[str, Any], what: str) -> dict[str, A
         hint = hints[name]
         if not _matches(value, hint):
             raise ValueError(f"{what}: option {name} is {value!r}; expected {_describe(hint)}")
-        if isinstance(value, list) and typing.get_origin(hint) is tuple:
+        if isinstance(value, list) and _wants_tuple(hint):
             value = tuple(value)
         elif hint is float and isinstance(value, int):
             value = float(value)

@@ -4,8 +4,8 @@ Why: every model must be able to overfit a handful of clips quickly; if it canno
 its wiring (shapes, pooling, losses) is broken. Each clip has audio and visual
 events on a few classes; a segment's feature is the sum of fixed random class
 vectors of its active events plus a little noise (ResNet frames repeat their
-segment 8 times, motion follows the visual track). Pseudo-labels equal the
-truth, and `label` is their union, as the batch contract of `inference.data`.
+segment 8 times, motion follows the visual track). Pseudo-labels and priors
+equal the truth, and `label` is their union, as the batch contract of `inference.data`.
 """
 from __future__ import annotations
 
@@ -35,13 +35,14 @@ def synthetic_batch(feature_set: str = "clip_clap", clips: int = 16, seed: int =
     audio_grid = np.stack([_timeline(rng, classes) for _ in range(clips)])
     visual_grid = np.stack([_timeline(rng, classes) for _ in range(clips)])
     out: dict[str, torch.Tensor] = {}
-    for part, (_, (rows, dim)) in spec.parts().items():
+    for part, (rows, dim) in spec.shapes.items():
         table = rng.normal(0, 1, (NUM_CLASSES, dim)).astype(np.float32)
         grid = audio_grid if part == "audio" else visual_grid
         feat = grid @ table + noise * rng.normal(0, 1, (clips, NUM_SEGMENTS, dim)).astype(np.float32)
         out[part] = torch.from_numpy(np.repeat(feat, rows // NUM_SEGMENTS, axis=1).astype(np.float32))
     out["pseudo_audio"] = torch.from_numpy(audio_grid)
     out["pseudo_visual"] = torch.from_numpy(visual_grid)
+    out["prior_audio"], out["prior_visual"] = out["pseudo_audio"].clone(), out["pseudo_visual"].clone()
     out["label"] = torch.from_numpy(np.maximum(audio_grid.max(1), visual_grid.max(1)))
     out["has_pseudo"] = torch.ones(clips, dtype=torch.bool)
     out["index"] = torch.arange(clips)

@@ -15,7 +15,7 @@ from inference.cmrc import (
     eligible_sources,
     plan_combinations,
 )
-from inference.data import FEATURE_SETS, AVVPDataset, FeatureStore, LabelSet, collate_items
+from inference.data import FEATURE_SETS, AVVPDataset, FeatureStore, LabelSet, collate_items, feature_parts, prior_parts
 
 # weak label set -> number of training clips; min_label_count 50 keeps the first four
 TEMPLATES = {(0,): 200, (0, 3): 120, (11, 20): 100, (1,): 60, (24,): 50, (0, 11, 20): 30}
@@ -128,13 +128,15 @@ def test_same_seed_same_plan(labels):
 def test_dataset_items_come_from_the_right_clips(tmp_path):
     labels = make_labels(seed=5, extra_val=0)
     keep = np.arange(0, len(labels), 12)  # a small training set: 55 clips
-    spec = FEATURE_SETS["clip_clap"]
+    parts = {**feature_parts("clip_clap", FEATURE_SETS["clip_clap"].shapes), **prior_parts()}
     rng = np.random.default_rng(0)
-    for part, (sub, shape) in spec.parts().items():
-        (tmp_path / sub).mkdir(parents=True)
+    for part in parts.values():
+        (tmp_path / part.folder).mkdir(parents=True)
         for i in keep:
-            np.save(tmp_path / sub / f"{labels.video_ids[i]}.npy", rng.normal(size=shape).astype(np.float32))
-    base = AVVPDataset(labels, FeatureStore(tmp_path, spec), keep)
+            data = rng.normal(size=part.shape).astype(np.float32) if part.kinds == "f" else \
+                (rng.random(part.shape) < 0.1).astype(np.int64)
+            np.save(tmp_path / part.folder / f"{labels.video_ids[i]}.npy", data)
+    base = AVVPDataset(labels, FeatureStore(tmp_path, parts), keep)
     combined = build_cmrc_dataset(base, count=40, seed=0, min_label_count=3)
     assert len(combined) == 40 and set(np.unique(combined.pairs)) <= set(keep.tolist())
     for k in range(len(combined)):
@@ -142,6 +144,8 @@ def test_dataset_items_come_from_the_right_clips(tmp_path):
         item, own_v, own_a = combined[k], base.item(v), base.item(a)
         assert v != a
         assert torch.equal(item["visual"], own_v["visual"]) and torch.equal(item["audio"], own_a["audio"])
+        assert torch.equal(item["prior_visual"], own_v["prior_visual"])  # each prior follows its track
+        assert torch.equal(item["prior_audio"], own_a["prior_audio"])
         assert torch.equal(item["pseudo_visual"], own_v["pseudo_visual"])
         assert torch.equal(item["pseudo_audio"], own_a["pseudo_audio"])
         union = torch.maximum(own_a["pseudo_audio"].amax(0), own_v["pseudo_visual"].amax(0))

@@ -35,7 +35,8 @@ from annotation.files import child_path, folder_lock, recover_swap
 from annotation.importer import import_llp, load_pseudo
 from annotation.llp_csv import iter_dense_csv, read_weak_csv
 from inference.checkpoint import RunError, load_checkpoint
-from inference.data import FEATURE_SETS, FeatureStore, labels_from_folder
+from inference.data import FEATURE_SETS, FeatureStore, feature_parts, labels_from_folder
+from inference.tasks.avvp import AVVPTask
 from inference.train import RunDirError, TrainConfig, train
 from tests.llp_fixtures import make_llp_dir
 
@@ -193,7 +194,8 @@ def demo(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def data(demo):
-    return labels_from_folder(demo), FeatureStore(demo, FEATURE_SETS["vggish"], cache=True)
+    labels = labels_from_folder(demo)
+    return labels, AVVPTask(labels, demo, cache=True)
 
 
 def small_config(**overrides) -> TrainConfig:
@@ -202,7 +204,7 @@ def small_config(**overrides) -> TrainConfig:
 
 
 def test_a_run_folder_held_by_another_process_is_refused(data, tmp_path):
-    labels, features = data
+    labels, task = data
     run = tmp_path / "run"
     run.mkdir()
     holder = subprocess.Popen(
@@ -212,12 +214,12 @@ def test_a_run_folder_held_by_another_process_is_refused(data, tmp_path):
     try:
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(RunDirError, match="in use by another training run"):
-            train(small_config(), labels, features, run)
+            train(small_config(), task, run)
         assert list(run.iterdir()) == []  # nothing written beside the other run
     finally:
         holder.kill()
         holder.wait()
-    assert not train(small_config(epochs=1), labels, features, run).stopped  # the lock died with its holder
+    assert not train(small_config(epochs=1), task, run).stopped  # the lock died with its holder
 
 
 def test_two_cli_runs_into_one_folder_do_not_both_succeed(demo, tmp_path):
@@ -312,7 +314,7 @@ def test_non_finite_features_stop_training_before_the_first_epoch(demo, tmp_path
     np.save(path, array)
     run = tmp_path / "run"
     with pytest.raises(DataFileError, match=rf"{victim}\.npy.*1 non-finite value"):
-        train(small_config(), labels, FeatureStore(data, FEATURE_SETS["vggish"]), run)
+        train(small_config(), AVVPTask(labels, data), run)
     assert not (run / "last.pt").exists() and not (run / "checkpoint.pt").exists()
     code, _, err = run_cli(["train", "--data", str(data), "--model", "han", "--epochs", "1", "--out",
                             str(tmp_path / "cli")])
@@ -320,9 +322,9 @@ def test_non_finite_features_stop_training_before_the_first_epoch(demo, tmp_path
 
 
 def test_prediction_refuses_infinite_features_instead_of_predicting_nothing(demo, data, tmp_path):
-    labels, features = data
+    labels, task = data
     run = tmp_path / "run"
-    train(small_config(epochs=1), labels, features, run)
+    train(small_config(epochs=1), task, run)
     bad = copy_demo(demo, tmp_path / "data")
     victim = labels.video_ids[int(labels.indices("test")[0])]
     path = bad / "feats" / "res152" / f"{victim}.npy"
@@ -359,16 +361,16 @@ def test_a_crafted_feature_header_is_refused(demo, tmp_path):
     labels = labels_from_folder(data)
     write_header(data / "feats" / "vggish" / f"{labels.video_ids[0]}.npy", "<f4", (10**12, 128))
     with pytest.raises(DataFileError, match=r"shape \(1000000000000, 128\); expected finite float \(10, 128\)"):
-        FeatureStore(data, FEATURE_SETS["vggish"]).load("audio", labels.video_ids[0])
+        FeatureStore(data, feature_parts("vggish", FEATURE_SETS["vggish"].shapes)).load("audio", labels.video_ids[0])
 
 
 # ---------------------------------------------------------------- 7. checkpoints and config.json
 
 @pytest.fixture(scope="module")
 def finished_run(data, tmp_path_factory) -> Path:
-    labels, features = data
+    labels, task = data
     run = tmp_path_factory.mktemp("run") / "han"
-    train(small_config(epochs=1), labels, features, run)
+    train(small_config(epochs=1), task, run)
     return run
 
 
@@ -457,7 +459,7 @@ def test_a_damaged_last_pt_refuses_resume_in_one_line(finished_run, demo, tmp_pa
 def test_a_full_disk_while_saving_an_epoch_keeps_the_previous_set(data, tmp_path, monkeypatch):
     from inference import checkpoint
 
-    labels, features = data
+    labels, task = data
     real, writes = checkpoint._write, []
 
     def full_at_second_epoch(path, payload):
@@ -470,14 +472,14 @@ def test_a_full_disk_while_saving_an_epoch_keeps_the_previous_set(data, tmp_path
     monkeypatch.setattr(checkpoint, "_write", full_at_second_epoch)
     run = tmp_path / "run"
     with pytest.raises(RunError, match="cannot save the checkpoints of epoch 2.*the disk is full") as info:
-        train(small_config(epochs=3), labels, features, run)
+        train(small_config(epochs=3), task, run)
     assert "previous save are intact" in str(info.value)
     assert not list(run.glob("*.part"))
     last, best = load_checkpoint(run / "last.pt"), load_checkpoint(run / "checkpoint.pt")
     assert last["epoch"] == 1 and best["epoch"] == 1 == last["best_epoch"]
     assert not (run / "metrics.json").exists()
     monkeypatch.setattr(checkpoint, "_write", real)
-    resumed = train(small_config(epochs=3), labels, features, run, resume=True)
+    resumed = train(small_config(epochs=3), task, run, resume=True)
     assert not resumed.stopped and resumed.epochs_done == 3
 
 

@@ -1,5 +1,5 @@
 """Pieces MUG and LINK share: temporal-spatial attention (TSA), the video-level pseudo-label term,
-the HAN config of their HAN projections/tail, and PLSIM's pseudo-label input.
+the HAN config of their HAN projections/tail, PLSIM's prior input, and their caption embeddings.
 
 TSA (LINK Sec. II-B Eqs. 1-3, MUG Sec. 3.3 Eqs. 1-3) is CBAM (Woo et al.) turned
 to a (segments x channels) feature map:
@@ -18,13 +18,15 @@ to a (segments x channels) feature map:
 """
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from annotation.taxonomy import NUM_CLASSES, NUM_SEGMENTS
+from annotation.taxonomy import NUM_SEGMENTS
 from inference.models.base import video_bce
-from inference.models.han import HANConfig
+from inference.models.han import HANNetworkConfig
 from inference.models.mamba import Mamba
 
 
@@ -95,27 +97,29 @@ def video_pseudo_label_loss(outputs: dict[str, torch.Tensor], batch: dict[str, t
     return terms[0] + terms[1]
 
 
-def han_config(config) -> HANConfig:
-    """The HANConfig of a MUG/LINK config (same field names): their projections and HAN tail."""
-    return HANConfig(feature_set=config.feature_set, hidden=config.hidden, nhead=config.nhead,
-                     dim_feedforward=config.dim_feedforward, dropout=config.dropout, num_layers=config.num_layers)
+def han_config(config) -> HANNetworkConfig:
+    """The HAN network config of a MUG/LINK config (same field names): their projections and HAN tail."""
+    names = [f.name for f in dataclasses.fields(HANNetworkConfig)]
+    return HANNetworkConfig(**{name: getattr(config, name) for name in names})
 
 
-def pseudo_or_zeros(batch: dict[str, torch.Tensor], like: torch.Tensor, track: str) -> torch.Tensor:
-    """The batch's segment pseudo-label of `track` for PLSIM, or zeros (PLSIM then changes nothing)."""
-    pseudo = batch.get(f"pseudo_{track}")
-    if pseudo is None:
-        return like.new_zeros(like.shape[0], like.shape[1], NUM_CLASSES)
-    return pseudo.to(like.dtype)
+def check_captions(config, model: str) -> None:
+    """PLSIM needs the (25, d) caption embeddings of the classes; a seeded random stand-in is
+    only taken when asked for (`random_text`), never silently."""
+    if config.use_plsim and not config.random_text and not (config.text_audio and config.text_visual):
+        raise ValueError(f"{model} needs the caption embeddings of the 25 classes: --text-audio (CLAP text, "
+                         "'this is a sound of <class>') and --text-visual (CLIP text, 'A photo of <class>.'), "
+                         "(25, d) .npy files; or --random-text for a seeded random stand-in (no language prior)")
 
 
 def plsim_and_han_tail(model: nn.Module, batch: dict[str, torch.Tensor], audio: torch.Tensor,
                        visual: torch.Tensor) -> dict[str, torch.Tensor]:
-    """The common end of MUG and LINK: PLSIM (when the model has one), then HAN's hybrid
-    attention and MMIL head; the features the classifier reads are returned for S-LOSS."""
+    """The common end of MUG and LINK: PLSIM on the zero-shot priors (when the model has one),
+    then HAN's hybrid attention and MMIL head; the features the classifier reads are returned
+    for S-LOSS. The priors are inputs in every split (never gated by a video-level label)."""
     if model.plsim is not None:
-        audio, visual = model.plsim(audio, visual, pseudo_or_zeros(batch, audio, "audio"),
-                                    pseudo_or_zeros(batch, visual, "visual"))
+        audio, visual = model.plsim(audio, visual, batch["prior_audio"].to(audio.dtype),
+                                    batch["prior_visual"].to(visual.dtype))
     audio, visual = model.han.hat_encoder(audio, visual)
     out = model.han.head(audio, visual)
     out["feat_audio"], out["feat_visual"] = audio, visual

@@ -15,9 +15,11 @@ the layer sizes and the order of operations follow the public code
   (softmax over time), fc_av_att (softmax over the two modalities) give the
   global, audio and visual video-level probabilities.
 
-The "clip_clap" feature set projects CLAP (512) and CLIP (768) to 512 per
-segment (no pooling, no motion stream, no fusion layer). `HybridAttentionEncoder`
-and `MMILPooling` are the "HAN tail" that MUG and LINK reuse.
+The CLIP + CLAP feature sets project CLAP and CLIP per segment (no pooling); with
+R(2+1)D (clip_clap_r21d, as VALOR++) the motion stream is fused as above.
+`HybridAttentionEncoder` and `MMILPooling` are the "HAN tail" that MUG and LINK
+reuse. `HAN` trains on video-level labels only (the HAN paper); `VALOR` is the
+same network trained on segment pseudo-labels, with VALOR's recipe.
 """
 from __future__ import annotations
 
@@ -29,9 +31,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from annotation.taxonomy import NUM_CLASSES, NUM_SEGMENTS
-from inference.data import FEATURE_SETS
-from inference.models.base import AVVPModel, pseudo_label_loss
-from inference.models.registry import ModelConfig, register_model
+from inference.models.base import AVVPInputs, AVVPModel, pseudo_label_loss, weak_label_loss
+from inference.models.registry import register_model
+
+CLAP_MAP_FRAMES = 64  # VALOR's released CLAP features: (64, 768) maps, 2 x 32 patches
 
 
 class HybridAttentionLayer(nn.Module):
@@ -101,53 +104,77 @@ class MMILPooling(nn.Module):
 
 
 @dataclass
-class HANConfig(ModelConfig):
-    feature_set: str = "vggish"
+class HANNetworkConfig(AVVPInputs):
+    """The widths of the HAN network (HAN, VALOR, and the HAN parts of MUG and LINK)."""
+
     hidden: int = 512
     nhead: int = 1
     dim_feedforward: int = 512
     dropout: float = 0.1
     num_layers: int = 1
-    video_loss_weight: float = 1.0
-    segment_loss_weight: float = 1.0
 
 
-# The public HAN recipe (main_avvp.py): Adam, lr 3e-4, StepLR(10, 0.1), batch 16, 40 epochs.
+@dataclass
+class HANConfig(HANNetworkConfig):
+    audio_label_smoothing: float = 1.0  # HAN's public code: a = 1.0
+    visual_label_smoothing: float = 0.9  # v = 0.9
+
+
+# The public HAN recipe (main_avvp.py): Adam, lr 3e-4, StepLR(10, 0.1), batch 16, 40 epochs; the
+# network is MMIL_Net's (hidden 512, one head, feed-forward 512, one layer).
 HAN_RECIPE = {"optimizer": "adam", "lr": 3e-4, "weight_decay": 0.0, "scheduler": "step", "step_size": 10,
               "gamma": 0.1, "batch_size": 16, "epochs": 40}
 
 
 @register_model("han", HANConfig, recipe=HAN_RECIPE)
 class HAN(AVVPModel):
-    """HAN on either feature set; outputs follow the `inference.models` contract.
+    """HAN, trained as the HAN paper does: from video-level labels only (`weak_label_loss`); it
+    reads no pseudo-label. Outputs follow the `inference.models` contract.
 
+    Inputs: audio of 10 frames (VGGish, CLAP embeddings) is projected per segment; VALOR's
+    CLAP maps of 64 frames (2 x 32 patches) go through VALOR's upsampling path (bicubic to
+    2 x 1024, fc_a, mean over the 2 rows, adaptive average pooling to 10 segments); visual
+    frames are projected, then averaged 8:1 (ResNet at 8 fps) or 1:1 (CLIP).
     Extras: `logits_audio`/`logits_visual` (B, 10, 25) pre-sigmoid segment scores and
     `feat_audio`/`feat_visual` (B, 10, hidden) features after the hybrid attention.
     """
 
-    def __init__(self, config: HANConfig):
+    uses_pseudo_labels = False
+
+    def __init__(self, config: HANNetworkConfig):
         super().__init__(config)
-        if config.feature_set not in FEATURE_SETS:
-            raise ValueError(f"unknown feature set {config.feature_set!r}; expected one of {sorted(FEATURE_SETS)}")
-        spec = FEATURE_SETS[config.feature_set]
-        (_, (_, audio_dim)), (_, (frames, visual_dim)) = spec.audio, spec.visual
+        shapes = config.resolve_inputs()
+        (audio_frames, audio_dim), (frames, visual_dim) = shapes["audio"], shapes["visual"]
+        if audio_frames not in (NUM_SEGMENTS, CLAP_MAP_FRAMES):
+            raise ValueError(f"audio features of {audio_frames} frames; expected {NUM_SEGMENTS} (one per segment) "
+                             f"or {CLAP_MAP_FRAMES} (VALOR's CLAP maps)")
         if frames % NUM_SEGMENTS:
             raise ValueError(f"{frames} visual frames do not pool evenly into {NUM_SEGMENTS} segments")
+        self.audio_maps = audio_frames == CLAP_MAP_FRAMES
         self.pool = frames // NUM_SEGMENTS
         h = config.hidden
         self.fc_a = nn.Linear(audio_dim, h)
         self.fc_v = nn.Linear(visual_dim, h)
-        self.has_motion = spec.motion is not None
+        self.has_motion = "motion" in shapes
         if self.has_motion:
-            self.fc_st = nn.Linear(spec.motion[1][1], h)
+            self.fc_st = nn.Linear(shapes["motion"][1], h)
             self.fc_fusion = nn.Linear(2 * h, h)
         layer = HybridAttentionLayer(h, config.nhead, config.dim_feedforward, config.dropout)
         self.hat_encoder = HybridAttentionEncoder(layer, config.num_layers)
         self.head = MMILPooling(h)
 
+    def embed_audio(self, audio: torch.Tensor) -> torch.Tensor:
+        if not self.audio_maps:
+            return self.fc_a(audio)
+        b, _, dim = audio.shape  # VALOR's path for (64, 768) CLAP maps, step by step
+        x = audio.permute(0, 2, 1).reshape(b, dim, 2, CLAP_MAP_FRAMES // 2)
+        x = F.interpolate(x, size=(2, 1024), mode="bicubic")
+        x = self.fc_a(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2).mean(dim=2)  # (B, hidden, 1024)
+        return F.adaptive_avg_pool1d(x, NUM_SEGMENTS).transpose(1, 2)
+
     def embed(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Projected (audio, visual) segment features, (B, 10, hidden) each."""
-        audio = self.fc_a(batch["audio"])
+        audio = self.embed_audio(batch["audio"])
         visual = self.fc_v(batch["visual"])  # project first, then pool 8:1 (public code order)
         if self.pool > 1:
             b, t, h = visual.shape
@@ -163,5 +190,35 @@ class HAN(AVVPModel):
         return out
 
     def loss(self, outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]):
-        """VALOR's segment pseudo-label loss (see `inference.models.base.pseudo_label_loss`)."""
+        return weak_label_loss(outputs, batch, self.config.audio_label_smoothing, self.config.visual_label_smoothing)
+
+
+@dataclass
+class VALORConfig(HANNetworkConfig):
+    video_loss_weight: float = 1.0
+    segment_loss_weight: float = 1.0
+
+
+# VALOR's public scripts (Franklin905/VALOR, scripts/train_valor.sh and train_valor++.sh): AdamW
+# (betas 0.5/0.999, eps 1e-8, weight decay 1e-3), warm-up (10 epochs) then cosine to lr_min,
+# gradient norm clipped at 1.0, batch 64, 60 epochs, 8 heads, feed-forward 1024, post-norm.
+# VALOR (VGGish + ResNet + R(2+1)D): hidden 512, one layer, lr 1e-4 -> 1e-6.
+# VALOR++ (CLIP + CLAP + R(2+1)D): hidden 256, four layers, lr 3e-4 -> 3e-6.
+VALOR_RECIPE = {"optimizer": "adamw", "lr": 1e-4, "lr_min": 1e-6, "weight_decay": 1e-3, "betas": (0.5, 0.999),
+                "scheduler": "warmup_cosine", "warmup_epochs": 10, "epochs": 60, "batch_size": 64, "grad_clip": 1.0,
+                "model_config": {"hidden": 512, "nhead": 8, "dim_feedforward": 1024, "num_layers": 1}}
+VALOR_PLUS_PLUS = {"lr": 3e-4, "lr_min": 3e-6, "model_config": {"hidden": 256, "num_layers": 4}}
+CLIP_CLAP_VARIANTS = {"clip_clap": VALOR_PLUS_PLUS, "clip_clap_r21d": VALOR_PLUS_PLUS}
+
+
+@register_model("valor", VALORConfig, recipe=VALOR_RECIPE, variants=CLIP_CLAP_VARIANTS)
+class VALOR(HAN):
+    """VALOR (Lai et al., NeurIPS 2023): the HAN network trained on segment pseudo-labels
+    (`pseudo_label_loss`: BCE of the global output against the video-level label + BCE of
+    the segment logits of each track against its pseudo-label). With CLIP + CLAP features
+    and the VALOR++ widths (the clip_clap variants of the recipe) it is VALOR++."""
+
+    uses_pseudo_labels = True
+
+    def loss(self, outputs: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]):
         return pseudo_label_loss(outputs, batch, self.config.video_loss_weight, self.config.segment_loss_weight)

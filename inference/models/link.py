@@ -40,12 +40,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from inference.models.av_blocks import (
-    TemporalSpatialAttention, han_config, plsim_and_han_tail, video_pseudo_label_loss,
+    TemporalSpatialAttention, check_captions, han_config, plsim_and_han_tail, video_pseudo_label_loss,
 )
 from inference.models.base import AVVPModel, pseudo_label_loss
-from inference.models.han import HAN, HAN_RECIPE
+from inference.models.han import HAN, VALOR_PLUS_PLUS, VALOR_RECIPE, HANNetworkConfig
 from inference.models.plsim import build_plsim
-from inference.models.registry import ModelConfig, register_model
+from inference.models.registry import register_model
 
 
 class CrossModalInteraction(nn.Module):
@@ -103,14 +103,8 @@ class SegmentSimilarityLoss(nn.Module):
 
 
 @dataclass
-class LINKConfig(ModelConfig):
+class LINKConfig(HANNetworkConfig):
     feature_set: str = "clip_clap"  # the paper uses CLIP + CLAP features
-    # HAN projections and tail
-    hidden: int = 512
-    nhead: int = 1
-    dim_feedforward: int = 512
-    dropout: float = 0.1
-    num_layers: int = 1
     # TSAM
     tsa_reduction: int = 2
     tsa_kernel: int = 7
@@ -122,6 +116,7 @@ class LINKConfig(ModelConfig):
     # PLSIM (see inference.models.plsim)
     text_audio: str | None = None
     text_visual: str | None = None
+    random_text: bool = False  # a seeded random stand-in instead of the files (no language prior)
     text_dim_audio: int = 512
     text_dim_visual: int = 768
     text_seed: int = 0
@@ -137,14 +132,21 @@ class LINKConfig(ModelConfig):
     label_loss_weight: float = 1.0
 
 
-# LINK gives no optimiser settings; it builds on VALOR, which trains HAN with HAN's recipe.
-# Its features are CLIP + CLAP, so that is the run's default feature set.
-LINK_RECIPE = {**HAN_RECIPE, "feature_set": "clip_clap"}
+# LINK states no optimiser, schedule or widths; its baseline and code base is VALOR++ (CLIP +
+# CLAP, with VALOR's R(2+1)D stream: scripts/train_valor++.sh), so those are VALOR++'s: AdamW
+# 3e-4 -> 3e-6 (betas 0.5/0.999, weight decay 1e-3), 10 warm-up epochs then cosine, 60 epochs,
+# batch 64, clipping 1.0, hidden 256, 4 layers, 8 heads, feed-forward 1024. On VGGish + ResNet
+# the VALOR widths and rates apply instead.
+LINK_RECIPE = {**VALOR_RECIPE, **VALOR_PLUS_PLUS,
+               "model_config": {**VALOR_RECIPE["model_config"], **VALOR_PLUS_PLUS["model_config"],
+                                "feature_set": "clip_clap_r21d"}}
+LINK_VARIANTS = {"vggish": {"lr": VALOR_RECIPE["lr"], "lr_min": VALOR_RECIPE["lr_min"],
+                            "model_config": dict(VALOR_RECIPE["model_config"])}}
 
 
-@register_model("link", LINKConfig, recipe=LINK_RECIPE)
+@register_model("link", LINKConfig, recipe=LINK_RECIPE, variants=LINK_VARIANTS)
 class LINK(AVVPModel):
-    """LINK. Forward reads `pseudo_audio`/`pseudo_visual` (PLSIM) when present.
+    """LINK. With PLSIM, forward reads the zero-shot priors `prior_audio`/`prior_visual`.
 
     Extras: logits_audio/logits_visual (B, 10, 25), feat_audio/feat_visual (B, 10, hidden).
     """
@@ -152,7 +154,9 @@ class LINK(AVVPModel):
     def __init__(self, config: LINKConfig):
         super().__init__(config)
         c = config
+        check_captions(c, "LINK")
         self.han = HAN(han_config(c))
+        c.resolve_inputs()
         self.tsa_audio = TemporalSpatialAttention(temporal="mlp", reduction=c.tsa_reduction,
                                                   kernel=c.tsa_kernel) if c.use_tsa else None
         self.tsa_visual = TemporalSpatialAttention(temporal="mlp", reduction=c.tsa_reduction,
@@ -160,6 +164,10 @@ class LINK(AVVPModel):
         self.cmim = CrossModalInteraction(c.alpha_init, c.beta_init) if c.use_cmim else None
         self.plsim = build_plsim(c, c.hidden) if c.use_plsim else None
         self.s_loss = SegmentSimilarityLoss(c.mu_init, c.train_mu) if c.use_sloss else None
+
+    @property
+    def needs_priors(self) -> bool:
+        return self.plsim is not None
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         audio, visual = self.han.embed(batch)

@@ -66,13 +66,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from inference.models.av_blocks import (
-    TemporalSpatialAttention, han_config, plsim_and_han_tail, video_pseudo_label_loss,
+    TemporalSpatialAttention, check_captions, han_config, plsim_and_han_tail, video_pseudo_label_loss,
 )
 from inference.models.base import AVVPModel, pseudo_label_loss
-from inference.models.han import HAN
+from inference.models.han import CLIP_CLAP_VARIANTS, HAN, VALOR_RECIPE, HANNetworkConfig
 from inference.models.mamba import Mamba, SelectiveSSM, resolve_dt_rank
 from inference.models.plsim import build_plsim
-from inference.models.registry import ModelConfig, register_model
+from inference.models.registry import register_model
 
 BRANCHES = ("fwd", "bwd", "dyn")  # forward, backward, dynamic-order scans
 
@@ -164,14 +164,7 @@ class MambaFeatureEnhancement(nn.Module):
 
 
 @dataclass
-class MUGConfig(ModelConfig):
-    feature_set: str = "vggish"
-    # HAN projections and tail
-    hidden: int = 512
-    nhead: int = 1
-    dim_feedforward: int = 512
-    dropout: float = 0.1
-    num_layers: int = 1
+class MUGConfig(HANNetworkConfig):
     # Mamba parts (AMF, MFE)
     d_state: int = 16
     d_conv: int = 4
@@ -185,7 +178,8 @@ class MUGConfig(ModelConfig):
     # PLSIM: (25, d) caption embedding .npy files (CLAP text for audio, CLIP text for visual)
     text_audio: str | None = None
     text_visual: str | None = None
-    text_dim_audio: int = 512  # used only without a file (seeded random stand-in)
+    random_text: bool = False  # a seeded random stand-in instead of the files (no language prior)
+    text_dim_audio: int = 512  # used only with random_text
     text_dim_visual: int = 768
     text_seed: int = 0
     plsim_hidden: int = 64
@@ -200,15 +194,18 @@ class MUGConfig(ModelConfig):
     label_loss_weight: float = 1.0
 
 
-# MUG Sec. 4.1: AdamW, batch 64, 20 epochs. The learning rate did not survive in the text;
-# HAN/VALOR's 3e-4 with their step decay is used.
-MUG_RECIPE = {"optimizer": "adamw", "lr": 3e-4, "weight_decay": 1e-2, "scheduler": "step", "step_size": 10,
-              "gamma": 0.1, "batch_size": 64, "epochs": 20}
+# MUG Sec. 4.1 states AdamW, batch 64 and 20 epochs on VGGish + ResNet-152 + R(2+1)D; its
+# learning rate did not survive in the text. MUG builds on VALOR (it compares with it and uses
+# its pseudo-labels), so what the paper leaves open is VALOR's (scripts/train_valor.sh): lr 1e-4
+# to 1e-6, betas (0.5, 0.999), weight decay 1e-3, gradient clipping 1.0, 8 heads, feed-forward
+# 1024, hidden 512, one layer; VALOR's warm-up of 10 of 60 epochs becomes 3 of MUG's 20 (same
+# share). MUG+ (CLIP + CLAP) takes VALOR++'s widths and rates, as VALOR++ does.
+MUG_RECIPE = {**VALOR_RECIPE, "warmup_epochs": 3, "epochs": 20}
 
 
-@register_model("mug", MUGConfig, recipe=MUG_RECIPE)
+@register_model("mug", MUGConfig, recipe=MUG_RECIPE, variants=CLIP_CLAP_VARIANTS)
 class MUG(AVVPModel):
-    """MUG's AV-Mamba network. Forward reads `pseudo_audio`/`pseudo_visual` (PLSIM) when present.
+    """MUG's AV-Mamba network. With PLSIM, forward reads the zero-shot priors `prior_audio`/`prior_visual`.
 
     Extras in the outputs: logits_audio/logits_visual (B, 10, 25), feat_audio/feat_visual
     (B, 10, hidden) after the HAN tail.
@@ -216,7 +213,9 @@ class MUG(AVVPModel):
 
     def __init__(self, config: MUGConfig):
         super().__init__(config)
+        check_captions(config, "MUG")
         self.han = HAN(han_config(config))  # projections (embed), hat_encoder, head
+        config.resolve_inputs()
         h, c = config.hidden, config
         self.tsa_audio = TemporalSpatialAttention(temporal=c.tsa_temporal, kernel=c.tsa_kernel) if c.use_tsa else None
         self.tsa_visual = TemporalSpatialAttention(temporal=c.tsa_temporal, kernel=c.tsa_kernel) if c.use_tsa else None
@@ -225,6 +224,10 @@ class MUG(AVVPModel):
         self.mfe = (MambaFeatureEnhancement(h, c.d_state, c.d_conv, c.expand, c.dt_rank, c.mfe_pool)
                     if c.use_mfe else None)
         self.plsim = build_plsim(c, h) if c.use_plsim else None
+
+    @property
+    def needs_priors(self) -> bool:
+        return self.plsim is not None
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         audio, visual = self.han.embed(batch)

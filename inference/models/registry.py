@@ -31,6 +31,7 @@ from inference.typed_config import checked_fields
 
 BUILTIN_MODULES: dict[str, str] = {
     "han": "inference.models.han",
+    "valor": "inference.models.han",
     "mug": "inference.models.mug",
     "link": "inference.models.link",
 }
@@ -58,6 +59,15 @@ class ModelEntry:
     model_cls: type
     config_cls: type
     recipe: dict[str, Any] = field(default_factory=dict)  # TrainConfig fields from the paper
+    variants: dict[str, dict[str, Any]] = field(default_factory=dict)  # feature set -> recipe changes
+    task: str = "avvp"
+
+    def recipe_for(self, feature_set: str | None) -> dict[str, Any]:
+        """The recipe, with the variant of `feature_set` merged in (model_config merged key by key)."""
+        variant = self.variants.get(feature_set or self.recipe.get("model_config", {}).get("feature_set", ""), {})
+        merged = {**self.recipe, **variant}
+        merged["model_config"] = {**self.recipe.get("model_config", {}), **variant.get("model_config", {})}
+        return merged
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
@@ -67,12 +77,15 @@ _loaded = False
 M = TypeVar("M", bound=type)
 
 
-def register_model(name: str, config_cls: type, recipe: dict[str, Any] | None = None) -> Callable[[M], M]:
-    """Class decorator: register `model_cls(config)` under `name`.
+def register_model(name: str, config_cls: type, recipe: dict[str, Any] | None = None,
+                   variants: dict[str, dict[str, Any]] | None = None, task: str = "avvp") -> Callable[[M], M]:
+    """Class decorator: register `model_cls(config)` under `name` for `task`.
 
     `recipe` holds the paper's training settings as TrainConfig field names
-    (optimizer, lr, weight_decay, scheduler, epochs, batch_size, ...); the trainer
-    starts from them and the user's options override them.
+    (optimizer, lr, weight_decay, scheduler, epochs, batch_size, ...) plus a
+    `model_config` dict of the paper's widths; `variants` changes them for a feature
+    set (VALOR and VALOR++ train one network with two recipes). The trainer starts
+    from them and the user's options override them.
     """
     if not (dataclasses.is_dataclass(config_cls) and issubclass(config_cls, ModelConfig)):
         raise TypeError(f"config of model {name!r} must be a dataclass deriving from ModelConfig")
@@ -81,7 +94,7 @@ def register_model(name: str, config_cls: type, recipe: dict[str, Any] | None = 
         old = _REGISTRY.get(name)
         if old is not None and old.model_cls.__qualname__ != model_cls.__qualname__:
             raise ValueError(f"model name {name!r} is already registered by {old.model_cls.__qualname__}")
-        _REGISTRY[name] = ModelEntry(name, model_cls, config_cls, dict(recipe or {}))
+        _REGISTRY[name] = ModelEntry(name, model_cls, config_cls, dict(recipe or {}), dict(variants or {}), task)
         model_cls.model_name = name
         return model_cls
 
@@ -104,9 +117,9 @@ def _load_builtin() -> None:
             _IMPORT_ERRORS[name] = f"{module} failed to import: {type(exc).__name__}: {exc}"
 
 
-def model_names() -> list[str]:
+def model_names(task: str | None = None) -> list[str]:
     _load_builtin()
-    return sorted(_REGISTRY)
+    return sorted(name for name, entry in _REGISTRY.items() if task is None or entry.task == task)
 
 
 def get_entry(name: str) -> ModelEntry:
@@ -135,5 +148,5 @@ def create_model(name: str, **config: Any) -> nn.Module:
     return entry.model_cls(entry.config_cls.from_dict(config))
 
 
-def model_recipe(name: str) -> dict[str, Any]:
-    return dict(get_entry(name).recipe)
+def model_recipe(name: str, feature_set: str | None = None) -> dict[str, Any]:
+    return get_entry(name).recipe_for(feature_set)

@@ -1,0 +1,178 @@
+"""Zero-shot segment priors: CLAP/CLIP segment features against the 25 class caption embeddings.
+
+A prior is a segment label a model may read as input in every split (PLSIM does):
+`prior[t, c] = 1` iff cos(feature_t, text_c) > threshold_c (strict, as VALOR's
+pseudo-labels), over ALL 25 classes. Unlike a pseudo-label it is never gated by
+the clip's video-level label, so it carries nothing of a val/test clip's truth.
+
+Thresholds (cosine units, one per class and track):
+- from a JSON file `{"audio": [25 numbers], "visual": [25 numbers]}` (VALOR's logit
+  thresholds divided by the encoder's logit scale, e.g. CLIP's 100, are such numbers);
+- or chosen on the val split's truth ("val"): per class the cut of the sorted val
+  segment scores with the best F1 against the dense val truth. A class with no
+  positive val segment takes the mean threshold of the classes that have one
+  (reported as a fallback). Only val truth is read: test clips' priors do not
+  depend on anything of theirs but their features. Val numbers of a model reading
+  these priors are then slightly optimistic (val chose the thresholds); test is not.
+
+Output: `CLAP/segment_prior_labels/<id>.npy` and `CLIP/segment_prior_labels/<id>.npy`,
+(10, 25) int64 0/1 like the pseudo-label files, for every clip of the weak CSVs,
+and `segment_prior_labels.json` (thresholds, how they were chosen, val F1) beside them.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from annotation.errors import DataFileError
+from annotation.files import child_path, replace_file
+from annotation.npyfile import npy_bytes, npy_shape, read_npy
+from annotation.taxonomy import CLASSES, NUM_CLASSES, NUM_SEGMENTS
+from inference.data import PRIOR_DIRS, LabelSet
+
+FEATURE_DIRS = {"audio": "CLAP/features", "visual": "CLIP/features"}
+REPORT = "segment_prior_labels.json"
+TRACKS = ("audio", "visual")
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class PriorReport:
+    clips: int
+    source: str  # "val" or the thresholds file
+    thresholds: dict[str, list[float]]
+    val_f1: dict[str, list[float | None]] = field(default_factory=dict)  # per class, on the val truth
+    fallback: dict[str, list[str]] = field(default_factory=dict)  # classes without val positives
+    written: dict[str, int] = field(default_factory=dict)
+
+
+def load_text(path: str | Path, track: str) -> np.ndarray:
+    """(25, d) caption embeddings, L2-normalised rows."""
+    table = read_npy(path, shape=lambda s: len(s) == 2 and s[0] == NUM_CLASSES and 0 < s[1] <= 65536, kinds="f",
+                     finite=True, expected=f"{track} caption embeddings, a finite float ({NUM_CLASSES}, d) array")
+    norms = np.linalg.norm(table, axis=1, keepdims=True)
+    if (norms == 0).any():
+        raise DataFileError(path, f"class {CLASSES[int(np.flatnonzero(norms[:, 0] == 0)[0])]} has an all-zero "
+                                  "caption embedding; expected one embedding per class")
+    return (table / norms).astype(np.float32)
+
+
+def load_thresholds(path: str | Path) -> dict[str, np.ndarray]:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise DataFileError(path, f"cannot open: {exc.strerror}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DataFileError(path, f"not valid JSON ({exc}); expected {{\"audio\": [25 numbers], \"visual\": [...]}}")
+    out = {}
+    for track in TRACKS:
+        values = data.get(track) if isinstance(data, dict) else None
+        if not (isinstance(values, list) and len(values) == NUM_CLASSES
+                and all(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in values)):
+            raise DataFileError(path, f"'{track}' must be a list of {NUM_CLASSES} finite numbers (cosine thresholds "
+                                      "in canonical class order)")
+        out[track] = np.asarray(values, np.float32)
+    return out
+
+
+def similarities(data_dir: Path, video_ids: list[str], text: np.ndarray, track: str) -> np.ndarray:
+    """(N, 10, 25) cosine similarity of each clip's segment features with each class caption."""
+    folder = data_dir / FEATURE_DIRS[track]
+    first = next((p for p in sorted(folder.glob("*.npy"))), None) if folder.is_dir() else None
+    if first is None:
+        raise DataFileError(folder, f"no {track} feature files; priors are computed from the "
+                                    f"{FEATURE_DIRS[track]} segment embeddings")
+    shape, width = npy_shape(first, f"{track} features"), text.shape[1]
+    if shape != (NUM_SEGMENTS, width):
+        raise DataFileError(first, f"{track} features of shape {shape}; priors need ({NUM_SEGMENTS}, {width}) segment "
+                                   f"embeddings in the space of the {width}-d caption embeddings (VALOR's (64, 768) "
+                                   "CLAP maps are not)")
+    out = np.empty((len(video_ids), NUM_SEGMENTS, NUM_CLASSES), np.float32)
+    for i, vid in enumerate(video_ids):
+        feat = read_npy(child_path(folder, f"{vid}.npy"), shape=(NUM_SEGMENTS, width), kinds="f", finite=True,
+                        expected=f"finite float ({NUM_SEGMENTS}, {width}) {track} features of clip id {vid}")
+        norms = np.linalg.norm(feat, axis=1, keepdims=True)
+        out[i] = (feat / np.where(norms == 0, 1, norms)) @ text.T
+    return out
+
+
+def best_threshold(scores: np.ndarray, truth: np.ndarray) -> tuple[float, float] | None:
+    """(threshold, F1) of the cut of `scores` with the best F1 against 0/1 `truth` (strict `>`);
+    None when `truth` has no positive."""
+    positives = int(truth.sum())
+    if positives == 0:
+        return None
+    order = np.argsort(-scores, kind="stable")
+    s, y = scores[order], truth[order].astype(np.int64)
+    tp = np.cumsum(y)
+    k = np.arange(1, len(s) + 1)
+    distinct = np.append(s[:-1] > s[1:], True)  # a cut may only fall between different scores
+    f1 = np.where(distinct, 2 * tp / (k + positives), -1.0)
+    best = int(np.argmax(f1))
+    threshold = (s[best] + s[best + 1]) / 2 if best + 1 < len(s) else s[best] - 1.0
+    return float(threshold), float(f1[best])
+
+
+def choose_thresholds(sim: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, list[float | None], list[str]]:
+    """Per-class thresholds from val similarities (V, 10, 25) and val truth (V, 25, 10)."""
+    thresholds, f1s, fallback = np.zeros(NUM_CLASSES, np.float32), [], []
+    flat_truth = truth.transpose(0, 2, 1).reshape(-1, NUM_CLASSES)
+    flat_sim = sim.reshape(-1, NUM_CLASSES)
+    for c in range(NUM_CLASSES):
+        found = best_threshold(flat_sim[:, c], flat_truth[:, c])
+        if found is None:
+            fallback.append(CLASSES[c])
+            f1s.append(None)
+        else:
+            thresholds[c], f1 = found
+            f1s.append(round(f1, 4))
+    fitted = [c for c in range(NUM_CLASSES) if CLASSES[c] not in fallback]
+    if not fitted:
+        raise DataFileError("val", "no class has a positive val segment; thresholds cannot be chosen on val "
+                                   "(give a thresholds file)")
+    thresholds[[c for c in range(NUM_CLASSES) if CLASSES[c] in fallback]] = thresholds[fitted].mean()
+    return thresholds, f1s, fallback
+
+
+def compute_priors(data_dir: str | Path, labels: LabelSet, text_audio: str | Path, text_visual: str | Path,
+                   thresholds: str = "val", out_dir: str | Path | None = None,
+                   progress: Progress | None = None) -> PriorReport:
+    """Priors of every clip of `labels` (see the module docstring); written under `out_dir` (default DIR)."""
+    data_dir, note = Path(data_dir), progress or (lambda stage, done, total: None)
+    out = Path(out_dir) if out_dir is not None else data_dir
+    texts = {"audio": load_text(text_audio, "audio"), "visual": load_text(text_visual, "visual")}
+    fixed = load_thresholds(thresholds) if thresholds != "val" else None
+    val = labels.indices("val")
+    val_names = [labels.filenames[i] for i in val]
+    if fixed is None and not any(n in labels.truth_audio or n in labels.truth_visual for n in val_names):
+        raise DataFileError(data_dir, "no val truth (AVVP_eval_audio.csv / AVVP_eval_visual.csv rows for val clips) "
+                                      "to choose thresholds on; give --thresholds FILE")
+    report = PriorReport(clips=len(labels), source="val" if fixed is None else str(thresholds), thresholds={})
+    zeros = np.zeros((NUM_CLASSES, NUM_SEGMENTS), np.uint8)
+    for track in TRACKS:
+        sim = similarities(data_dir, labels.video_ids, texts[track], track)
+        note(f"{track} similarities", len(labels), len(labels))
+        if fixed is None:
+            truth_map = labels.truth_audio if track == "audio" else labels.truth_visual
+            truth = np.stack([truth_map.get(n, zeros) for n in val_names])
+            chosen, report.val_f1[track], report.fallback[track] = choose_thresholds(sim[val], truth)
+        else:
+            chosen = fixed[track]
+        report.thresholds[track] = [round(float(t), 6) for t in chosen]
+        prior = (sim > chosen).astype(np.int64)
+        folder = out / PRIOR_DIRS[track]
+        folder.mkdir(parents=True, exist_ok=True)
+        for i, vid in enumerate(labels.video_ids):
+            replace_file(child_path(folder, f"{vid}.npy"), npy_bytes(prior[i]))
+            if (i + 1) % 2000 == 0 or i + 1 == len(labels):
+                note(f"{track} priors", i + 1, len(labels))
+        report.written[track] = len(labels)
+    meta = {"source": report.source, "thresholds": report.thresholds, "val_f1": report.val_f1,
+            "fallback": report.fallback, "clips": report.clips, "text_audio": str(Path(text_audio).resolve()),
+            "text_visual": str(Path(text_visual).resolve()), "rule": "cos(feature, caption) > threshold, all classes"}
+    replace_file(out / REPORT, (json.dumps(meta, indent=1) + "\n").encode("utf-8"))
+    return report
