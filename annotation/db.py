@@ -5,7 +5,7 @@ import functools
 import os
 import sqlite3
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from urllib.parse import quote
 
@@ -21,7 +21,7 @@ from sqlalchemy.pool import NullPool
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 OUR_TABLES = {"clips", "label_tracks", "reviews", "edits"}
 CONNECT_TIMEOUT = 10  # seconds; a URL's own ?connect_timeout= wins
-MIGRATION_LOCK = 0x41565650  # "AVVP": the PostgreSQL advisory lock key of schema migrations
+WRITER_LOCK = 0x41565650  # "AVVP": the PostgreSQL advisory lock key of imports and migrations
 
 
 def normalise_url(db: str) -> str:
@@ -106,6 +106,9 @@ def _schema_revision(conn: Connection, where: str) -> str | None:
                             "choose another database")
     revision = MigrationContext.configure(conn).get_current_revision()
     known, head = _known_revisions()
+    if revision is None:
+        raise DatabaseError(f"{where} holds AVVP Studio tables but no schema revision (alembic_version is empty); "
+                            "it was not written by AVVP Studio as it is, so it is left alone")
     if revision not in known:
         raise DatabaseError(f"{where} has schema revision {revision!r}, which this version of AVVP Studio does not "
                             f"know (it knows up to {head!r}): it was written by a newer AVVP Studio; upgrade the "
@@ -194,42 +197,58 @@ def _server_engine(url, readonly: bool) -> Engine:
 
 
 @contextmanager
-def _repeatable(engine: Engine, sqlite_begin: str) -> Iterator[Connection]:
-    """A connection in a transaction whose reads all see one committed state: PostgreSQL's
-    REPEATABLE READ; on SQLite an explicit `sqlite_begin` (the driver opens no transaction
-    for SELECTs), whose snapshot WAL mode keeps while writers go on."""
+def snapshot(engine: Engine) -> Iterator[Connection]:
+    """A connection for reads that must see one moment, however many queries they take: an
+    export or a training set read while annotators save edits must not mix a clip's tracks
+    or reviews from before and after an edit (PostgreSQL: REPEATABLE READ; SQLite: an explicit
+    BEGIN, since the driver opens no transaction for SELECTs, whose snapshot WAL mode keeps
+    while writers go on). Reads only: closing it rolls back."""
     with engine.connect() as conn:
         if engine.dialect.name == "sqlite":
-            conn.exec_driver_sql(sqlite_begin)
+            conn.exec_driver_sql("BEGIN")
         else:
             conn = conn.execution_options(isolation_level="REPEATABLE READ")
         yield conn
 
 
 @contextmanager
-def snapshot(engine: Engine) -> Iterator[Connection]:
-    """A connection for reads that must see one moment, however many queries they take: an
-    export or a training set read while annotators save edits must not mix a clip's tracks
-    or reviews from before and after an edit. Reads only: closing it rolls back."""
-    with _repeatable(engine, "BEGIN") as conn:
-        yield conn
+def _pg_writer_lock(conn: Connection) -> Iterator[None]:
+    """PostgreSQL: a session advisory lock held by one writer at a time, taken OUTSIDE any
+    transaction, so the transaction that follows sees what the previous holder committed (a lock
+    taken inside a REPEATABLE READ transaction would read the snapshot of before the wait)."""
+    conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": WRITER_LOCK})
+    conn.commit()
+    try:
+        yield
+    finally:
+        conn.rollback()
+        conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": WRITER_LOCK})
+        conn.commit()
 
 
 @contextmanager
-def write_transaction(engine: Engine) -> Iterator[Connection]:
+def write_transaction(engine: Engine, isolation: str = "REPEATABLE READ") -> Iterator[Connection]:
     """A transaction for work that reads the database and then writes what it read decides
-    (an import compares with what is stored): no other writer may slip in between. SQLite:
-    BEGIN IMMEDIATE takes the write lock before the first read (other writers wait, readers
-    go on). PostgreSQL: a row changed by another writer meanwhile fails the whole
-    transaction (nothing written) instead of being half-applied. Commits at the end, rolls
-    back on any exception."""
-    with _repeatable(engine, "BEGIN IMMEDIATE") as conn:
-        try:
-            yield conn
-        except BaseException:
-            conn.rollback()
-            raise
-        conn.commit()
+    (an import compares with what is stored): no other such writer may slip in between. SQLite:
+    BEGIN IMMEDIATE takes the write lock before the first read (other writers wait, readers go
+    on). PostgreSQL: the writers' advisory lock, then a transaction of `isolation` (REPEATABLE
+    READ: a row an annotator changed meanwhile fails the whole transaction, nothing written,
+    instead of being half-applied). Commits at the end, rolls back on any exception."""
+    with engine.connect() as conn:
+        with ExitStack() as held:
+            if engine.dialect.name == "sqlite":
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            else:
+                if engine.dialect.name == "postgresql":
+                    held.enter_context(_pg_writer_lock(conn))
+                conn = conn.execution_options(isolation_level=isolation)
+                conn.begin()
+            try:
+                yield conn
+            except BaseException:
+                conn.rollback()
+                raise
+            conn.commit()
 
 
 def _reason(exc: BaseException) -> str:
@@ -238,14 +257,11 @@ def _reason(exc: BaseException) -> str:
 
 
 def _migrate(engine: Engine) -> None:
-    """Upgrade to head inside one write transaction that first takes the database's write lock
-    (SQLite BEGIN IMMEDIATE; a PostgreSQL advisory lock): processes opening a new database at
-    once migrate it one after the other, and the later ones find it done."""
-    cfg = alembic_config()
-    where = describe(engine.url)
-    with write_transaction(engine) as conn:
-        if engine.dialect.name == "postgresql":
-            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
-        if _schema_revision(conn, where) != _known_revisions()[1]:
+    """Upgrade to head as a locked writer (`write_transaction`), so processes opening a new
+    database at once migrate it one after the other and the later ones find it done; on
+    PostgreSQL in READ COMMITTED, which is all DDL needs."""
+    with write_transaction(engine, isolation="READ COMMITTED") as conn:
+        if _schema_revision(conn, describe(engine.url)) != _known_revisions()[1]:
+            cfg = alembic_config()
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")

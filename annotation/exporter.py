@@ -2,14 +2,13 @@
 
 The output folder feeds training directly: weak CSVs, `CLAP/segment_pseudo_labels`
 (audio) and `CLIP/segment_pseudo_labels` (visual) of shape (10, 25) int64.
-The whole folder is built beside OUT and swapped in when complete (see
+An export's own entries are built aside and swapped in as one change (see
 `export_labels`); per-clip file names come from validated video ids only.
 """
 from __future__ import annotations
 
 import csv
 import json
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -17,9 +16,9 @@ from typing import Callable
 import numpy as np
 from sqlalchemy import Connection, Engine, select
 
-from annotation.clipname import ClipNameError, check_video_id
+from annotation.clipname import ClipNameError, check_video_id, parse_clip_name
 from annotation.db import snapshot
-from annotation.files import child_path, folder_lock, recover_swap, sibling, swap_in, write_new
+from annotation.files import WORK, child_path, folder_lock, recover_update, staged_update, write_new
 from annotation.grid import to_pseudo_layout, unpack
 from annotation.importer import PSEUDO_DIRS, WEAK_FILES
 from annotation.llp_csv import write_dense_csv, write_weak_csv
@@ -31,6 +30,7 @@ from annotation.taxonomy import parse_label_list
 Progress = Callable[[str, int, int], None]
 EXPORT_SOURCES_HELP = "manual|pseudo|truth|prediction:RUN|best"
 MARKER = "export.json"
+OWNED = ("audio.csv", "visual.csv", "status.csv", MARKER, *WEAK_FILES.values(), *PSEUDO_DIRS.values())
 
 
 class ExportError(ValueError):
@@ -63,10 +63,10 @@ def check_request(engine: Engine, source: str, split: str) -> None:
 
 
 def _check_target(out: Path) -> None:
-    """`out` may be absent, empty, or an earlier export; never a file or a folder of other files."""
-    if out.exists() and not out.is_dir():
-        raise ExportError(f"{out} exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not (out / MARKER).exists():
+    """`out` may be empty or an earlier export (other entries in it are kept); never a folder of
+    other files only, where the export would be mistaken for theirs."""
+    entries = [e for e in out.iterdir() if e.name != WORK]
+    if entries and not (out / MARKER).exists():
         raise ExportError(f"{out} is not empty and holds no earlier export ({MARKER}); choose an empty folder")
 
 
@@ -105,34 +105,38 @@ def select_grids(conn: Connection, source: str, split: str) -> tuple[list, dict[
 
 
 def _check_names(clips: list) -> None:
-    """Every per-clip file name comes from a stored video id; an id that is not a plain LLP id
-    (imported by an older version that checked less) must not become a path."""
+    """Every per-clip file name comes from a stored video id and every CSV row from a stored
+    filename; ones that do not follow the LLP grammar (imported by an older version that checked
+    less) must not become paths or rows."""
     for clip in clips:
         try:
-            check_video_id(clip.video_id)
+            if parse_clip_name(clip.filename).video_id != check_video_id(clip.video_id):
+                raise ClipNameError(f"video id {clip.video_id!r} is not the first 11 characters of the filename")
         except ClipNameError as exc:
-            raise ExportError(f"stored clip {clip.filename!r}: {exc}; refusing to write a file named after it") from None
+            raise ExportError(f"stored clip {clip.filename!r}: {exc}; refusing to write files named after it") from None
 
 
 def export_labels(
     engine: Engine, out_dir: str | Path, source: str = "best", split: str = "all", progress: Progress | None = None
 ) -> ExportReport:
-    """Export into a hidden sibling of OUT, then swap it in: a failure (full disk, kill) at any
-    point leaves the previous export in OUT as it was, and never a mix of the two."""
+    """Export into OUT, replacing only what an export owns there (its CSVs, export.json and the two
+    pseudo-label folders) as one change: a failure (full disk, kill) at any point leaves the
+    previous export as it was, and never a mix of two; anything else in OUT is left alone."""
     note = progress or (lambda stage, done, total: None)
-    out = Path(out_dir)
     check_request(engine, source, split)
-    _check_target(out)
+    out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    with folder_lock(out.parent, "export", wait=True):  # exports into one place take turns
-        recover_swap(out)
+    out = out.resolve()  # a link to a folder: the export goes where it points
+    with folder_lock(out, "export"):
+        recover_update(out)
         _check_target(out)
-        build = sibling(out, "new")
         try:
-            report = _write_export(engine, build, source, split, note)
-            swap_in(build, out)
-        finally:
-            shutil.rmtree(build, ignore_errors=True)
+            with staged_update(out, OWNED) as build:
+                report = _write_export(engine, build, source, split, note)
+        except OSError as exc:
+            raise ExportError(f"{out}: export failed: {exc.strerror or exc}"
+                              f"{f' ({exc.filename})' if exc.filename else ''}; the previous export there is "
+                              "intact") from None
     return report
 
 

@@ -8,25 +8,23 @@
 - `replace_file`: a file replaced whole (temporary name, then rename).
 - `folder_lock`: one writer per folder (advisory `flock`, released by the kernel when the
   holder dies, so a killed process never leaves a stale lock). POSIX only (Linux, macOS).
-- `swap_in`: a folder built beside its target replaces it with two renames; a crash
-  between them is repaired by `recover_swap` (the previous folder comes back).
+- `staged_update`: the entries a program owns in a folder are replaced as one change (built
+  aside, committed, swapped; a crash is rolled forward or back), other entries untouched.
 """
 from __future__ import annotations
 
 import errno
 import fcntl
+import json
 import os
 import shutil
 import stat
-import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from annotation.errors import DataFileError
 
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 _BAD_NAME_CHARS = frozenset("/\\\0") | {chr(c) for c in range(32)} | {"\x7f"}
 
 
@@ -99,33 +97,48 @@ def folder_lock(folder: Path, holder: str, wait: bool = False) -> Iterator[None]
         os.close(fd)  # releases the lock
 
 
-def sibling(target: Path, tag: str) -> Path:
-    """A fresh hidden folder next to `target` (same file system, so renames are atomic), with the
-    permissions a plain mkdir gives (mkdtemp makes 0700)."""
-    folder = Path(tempfile.mkdtemp(prefix=f".{target.name}.{tag}-", dir=target.parent))
-    os.chmod(folder, 0o777 & ~_UMASK)
-    return folder
+WORK = ".avvp-work"  # the hidden work folder of `staged_update` inside the folder it updates
 
 
-def swap_in(built: Path, target: Path) -> None:
-    """Replace folder `target` (if any) by `built`, a sibling made with `sibling(target, 'new')`."""
-    old = None
-    if target.exists():
-        old = sibling(target, "old")
-        os.rename(target, old / "previous")
-    os.rename(built, target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+@contextmanager
+def staged_update(folder: Path, owned: Iterable[str]) -> Iterator[Path]:
+    """Replace the `owned` entries of `folder` (relative paths of files or sub-folders) as one change.
+
+    The block writes the new versions into the yielded build folder (inside `folder`, so the
+    renames stay on one file system); when it ends without an error a commit file is written,
+    then every owned entry is swapped (old version to a trash folder, new one in), and an owned
+    entry the block did not write is removed. Everything else in `folder` is left alone. A crash
+    before the commit leaves the old entries; after it, `recover_update` finishes the swap.
+    Hold `folder`'s lock around it."""
+    work = folder / WORK
+    recover_update(folder)
+    build = work / "build"
+    build.mkdir(parents=True)
+    try:
+        yield build
+        written = sorted(rel for rel in owned if os.path.lexists(build / rel))
+        commit = {"owned": sorted(owned), "written": written}
+        replace_file(work / "commit.json", json.dumps(commit).encode("utf-8"))
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    recover_update(folder)
 
 
-def recover_swap(target: Path) -> None:
-    """Repair what a process killed inside `swap_in` (or while building) left beside `target`:
-    the previous folder comes back if `target` is missing; unfinished builds are removed.
-    Call it holding the lock of `target`'s parent, so no live writer owns these folders."""
-    for entry in sorted(target.parent.glob(f".{target.name}.old-*")):
-        previous = entry / "previous"
-        if previous.is_dir() and not target.exists():
-            os.rename(previous, target)
-        shutil.rmtree(entry, ignore_errors=True)
-    for entry in target.parent.glob(f".{target.name}.new-*"):
-        shutil.rmtree(entry, ignore_errors=True)
+def recover_update(folder: Path) -> None:
+    """Finish a committed `staged_update` of `folder` (roll forward), or drop an unfinished one."""
+    work = folder / WORK
+    commit_file = work / "commit.json"
+    if os.path.lexists(commit_file):
+        commit = json.loads(commit_file.read_text(encoding="utf-8"))
+        for rel in commit["owned"]:
+            new, current, old = work / "build" / rel, folder / rel, work / "trash" / rel
+            pending = rel in commit["written"] and os.path.lexists(new)
+            if pending or rel not in commit["written"]:
+                if os.path.lexists(current):  # the previous version goes to the trash
+                    old.parent.mkdir(parents=True, exist_ok=True)
+                    os.rename(current, old)
+            if pending:
+                current.parent.mkdir(parents=True, exist_ok=True)
+                os.rename(new, current)
+    shutil.rmtree(work, ignore_errors=True)

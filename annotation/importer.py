@@ -109,7 +109,11 @@ def _entries(folder: Path, suffix: str) -> dict[str, Path]:
     with os.scandir(folder) as entries:
         for entry in entries:
             if entry.name.endswith(suffix) and not entry.is_dir(follow_symlinks=False):
-                if not entry.is_file():  # scandir knows regular files without a system call
+                try:
+                    regular = entry.is_file()  # scandir knows regular files without a system call
+                except OSError:  # a link loop
+                    regular = False
+                if not regular:
                     present(Path(entry.path))
                 found[entry.name[: len(entry.name) - len(suffix)]] = Path(entry.path)
     return found

@@ -156,6 +156,8 @@ class DenseTally:
     named: set[str] = field(default_factory=set)
     other_rows: int = 0
     other_names: set[str] | None = None
+    name_limit: int = 10000  # distinct other names kept at most (then `names_capped`)
+    names_capped: bool = False
 
 
 def dense_grids(rows: Iterable[DenseRow], filenames: Sequence[str], tally: DenseTally | None = None) -> np.ndarray:
@@ -183,7 +185,10 @@ def dense_grids(rows: Iterable[DenseRow], filenames: Sequence[str], tally: Dense
             if i is None:
                 tally.other_rows += 1
                 if tally.other_names is not None:
-                    tally.other_names.add(r.filename)
+                    if len(tally.other_names) < tally.name_limit:
+                        tally.other_names.add(r.filename)
+                    elif r.filename not in tally.other_names:
+                        tally.names_capped = True
             else:
                 tally.named.add(r.filename)
         if i is not None:

@@ -48,7 +48,7 @@ def read_header(path: Path, handle, expected: str, clip: str | None = None) -> t
     header = size_bytes + handle.read(int.from_bytes(size_bytes, "little")) if len(size_bytes) == width else b""
     try:
         shape, fortran, dtype = _parse_header(version, header)
-    except (ValueError, EOFError, SyntaxError) as exc:
+    except Exception as exc:  # noqa: BLE001 - the parser raises whatever crafted bytes provoke (ValueError, TokenError...)
         raise DataFileError(path, f"not a readable .npy array ({exc}); expected {expected}", clip=clip) from None
     if dtype.hasobject:
         raise DataFileError(path, f"holds Python objects (dtype {dtype}), which are never unpickled; expected {expected}",
@@ -86,7 +86,8 @@ def read_npy(path: str | Path, *, shape: tuple[int, ...] | ShapeCheck, kinds: st
                                 clip=clip)
         try:
             buffer = bytearray(count * dtype.itemsize)  # writable, unlike bytes
-            handle.readinto(buffer)
+            if handle.readinto(buffer) != len(buffer):
+                raise DataFileError(path, f"truncated while being read; expected {expected}", clip=clip)
             data = np.frombuffer(buffer, dtype=dtype)
         except OSError as exc:
             raise DataFileError(path, f"read error: {exc.strerror or exc}", clip=clip) from None

@@ -14,6 +14,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from annotation.db import DatabaseError
 from annotation.errors import DataFileError
+from annotation.files import FolderBusyError
 from app.errors import UsageError
 
 COMMAND_MODULES = ("gui", "cmd_import", "cmd_export", "cmd_eval", "cmd_stats", "cmd_demo", "cmd_prior", "cmd_train",
@@ -65,7 +66,7 @@ def run_cli(argv: list[str]) -> int:
         return 1
     try:
         return int(args.func(args) or 0)
-    except (DataFileError, DatabaseError, UsageError) as exc:
+    except (DataFileError, DatabaseError, UsageError, FolderBusyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except SQLAlchemyError as exc:  # e.g. a database locked by another writer for longer than the timeout

@@ -59,5 +59,6 @@ def _notes(args: argparse.Namespace, tallies: dict[str, DenseTally]) -> None:
     extra = tallies["audio"].other_names | tallies["visual"].other_names
     if extra:
         rows = tallies["audio"].other_rows + tallies["visual"].other_rows
-        print(f"note: {rows} prediction row(s) of {len(extra)} clip(s) outside {args.videos} were not scored "
-              f"(e.g. {min(extra)})", file=sys.stderr)
+        capped = tallies["audio"].names_capped or tallies["visual"].names_capped
+        print(f"note: {rows} prediction row(s) of {'more than ' if capped else ''}{len(extra)} clip(s) outside "
+              f"{args.videos} were not scored (e.g. {min(extra)})", file=sys.stderr)

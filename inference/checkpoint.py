@@ -10,7 +10,8 @@ None of them ever suggests loading with `weights_only=False`.
 Writing. At the end of an epoch the best checkpoint, last.pt and the JSON files must
 agree. `save_set` writes every file of the set to a `.part` file first and renames
 only when all were written: a full disk or a kill while writing leaves the previous
-set intact and no `.part` file behind. Renames follow the order given (checkpoint.pt
+set intact (a full disk removes its `.part` files; a kill may leave one, which nothing
+reads and the next save overwrites). Renames follow the order given (checkpoint.pt
 before last.pt): a kill between two renames leaves a best checkpoint of the newer
 epoch beside a last.pt of the previous one, which resuming recomputes identically.
 """
@@ -82,7 +83,7 @@ def load_checkpoint(path: str | Path, required: Mapping[str, type] = BEST_KEYS) 
     for key, kind in required.items():
         value = data[key]
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise RunError(f"{path}: {key} is a {type(value).__name__}; expected a {kind.__name__}")
+            raise RunError(f"{path}: {key} is of type {type(value).__name__}; expected {kind.__name__}")
     if data["format"] != FORMAT:
         raise RunError(f"{path}: checkpoint format {data['format']}; this program reads format {FORMAT}")
     bad = [k for k, v in data["state_dict"].items() if not (isinstance(k, str) and isinstance(v, torch.Tensor))]
@@ -95,7 +96,7 @@ def _fit_message(exc: RuntimeError) -> str:
     text = str(exc)
     parts = []
     for label in ("Missing key(s)", "Unexpected key(s)"):
-        found = re.search(label + r" in state_dict: (.*?)(?:\.\s*$|\.\s*\n)", text, re.S | re.M)
+        found = re.search(re.escape(label) + r" in state_dict: (.*?)(?:\.\s*$|\.\s*\n)", text, re.S | re.M)
         if found:
             keys = re.findall(r'"([^"]+)"', found.group(1))
             parts.append(f"{label.lower()} {', '.join(keys[:3])}{f' and {len(keys) - 3} more' if len(keys) > 3 else ''}")
@@ -113,13 +114,15 @@ def model_from_checkpoint(checkpoint: dict[str, Any], path: str | Path = "checkp
     for track in ("audio", "visual"):
         table = state.get(f"plsim.text_{track}")
         if table is not None and f"text_{track}" in config:  # the stand-in is overwritten by the stored table
+            if table.ndim != 2:
+                raise RunError(f"{path}: plsim.text_{track} has shape {tuple(table.shape)}; expected (25, d)")
             config[f"text_{track}"], config[f"text_dim_{track}"] = None, int(table.shape[1])
             config["random_text"] = True
     try:
         model = create_model(checkpoint["model"], **config)
     except UnknownModelError as exc:
         raise RunError(f"{path}: {exc}") from None
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, RuntimeError, AssertionError, IndexError) as exc:
         raise RunError(f"{path}: the {checkpoint['model']} model refuses its model_config: {exc}") from None
     try:
         model.load_state_dict(state)

@@ -16,7 +16,7 @@ from typing import IO
 
 from annotation.db import DatabaseError, open_database
 from annotation.errors import DataFileError
-from annotation.files import FolderBusyError
+from annotation.files import FolderBusyError, present
 from annotation.importer import store_predictions
 from annotation.npyfile import read_npy
 from inference.callbacks import PrintProgress
@@ -63,7 +63,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     model_options = _model_options(args)
     task_options = dict(args.task_options or {})
     task_options.update({k: getattr(args, k) for k in ("cmrc", "cmrc_min_label_count") if getattr(args, k) is not None})
-    if args.resume and (Path(args.out) / "config.json").exists():
+    if args.resume and present(Path(args.out) / "config.json"):
         stored = read_run_config(args.out, TrainConfig)
         if args.model is not None and args.model != stored.model:
             raise RunDirError(f"{args.out} holds a {stored.model} run, not {args.model}")
@@ -142,10 +142,9 @@ def store_in_database(args: argparse.Namespace) -> str:
 
 def run_predict(args: argparse.Namespace, out: IO[str] | None = None, err: IO[str] | None = None) -> int:
     out, err = out or sys.stdout, err or sys.stderr
-    if not (Path(args.run) / "config.json").exists():
-        err.write(f"error: {args.run} holds no training run (config.json missing)\n")
-        return 2
     try:
+        if not present(Path(args.run) / "config.json"):
+            raise RunError(f"{args.run} holds no training run (config.json missing)")
         read_run_config(args.run, TrainConfig)  # refuses a damaged config.json before any work
         labels = load_labels(args.data, args.db, pseudo=False)
         summary = predict_to_dir(args.run, labels, args.data, args.split, args.out, args.device,

@@ -19,7 +19,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from annotation.files import folder_lock
+from annotation.files import folder_lock, present
 from annotation.llp_csv import write_dense_csv
 from inference.checkpoint import RunError, load_checkpoint, model_from_checkpoint, read_run_config
 from inference.data import LabelSet
@@ -36,7 +36,7 @@ SPLITS = ("train", "val", "test", "all")
 def load_run(run_dir: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
     """The best model of a run (RUN_DIR/checkpoint.pt) and the checkpoint's metadata."""
     path = Path(run_dir) / "checkpoint.pt"
-    if not path.exists():
+    if not present(path):
         raise RunError(f"{path} not found: not a finished training run (avvp-studio train --out {run_dir})")
     checkpoint = load_checkpoint(path)
     model = model_from_checkpoint(checkpoint, path)

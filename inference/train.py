@@ -29,7 +29,8 @@ import torch
 from torch.utils.data import DataLoader
 from torch.utils.data.distributed import DistributedSampler
 
-from annotation.files import FolderBusyError, folder_lock
+from annotation.errors import DataFileError
+from annotation.files import FolderBusyError, folder_lock, present
 from inference import distributed as ddp
 from inference.callbacks import TrainCallback
 from inference.checkpoint import FORMAT, LAST_KEYS, RunError, load_checkpoint, save_set
@@ -175,7 +176,7 @@ class _Run:
 
     def restore(self) -> bool:
         """Load last.pt if there is one; True when the run continues from it."""
-        if not self.last_path.exists():
+        if not present(self.last_path):
             return False
         state = load_checkpoint(self.last_path, LAST_KEYS)
         _check_resumable(state["train_config"], self.config)
@@ -367,12 +368,14 @@ def train(
             try:
                 run_dir.mkdir(parents=True, exist_ok=True)
                 held.enter_context(folder_lock(run_dir, "training run"))
-                if not resume and ((run_dir / "last.pt").exists() or (run_dir / "checkpoint.pt").exists()):
+                if not resume and (present(run_dir / "last.pt") or present(run_dir / "checkpoint.pt")):
                     problem = f"{run_dir} already holds a training run; resume it or choose another folder"
             except FolderBusyError as exc:
                 problem = str(exc)
             except OSError as exc:
                 problem = f"{run_dir}: cannot use it as the run folder: {exc.strerror or exc}"
+            except DataFileError as exc:  # a checkpoint entry that exists but cannot be read
+                problem = str(exc)
         if distributed:  # every rank learns of rank 0's refusal (no rank may wait for the others)
             device = resolve_device(config.device, ddp.context().local_rank)
             if ddp.sum_across(torch.tensor([float(bool(problem))], device=device)).item() and not problem:

@@ -20,6 +20,9 @@ from inference.devices import check_device_name
 from inference.models import get_entry
 
 OPTIMIZERS = ("adam", "adamw")
+LIMITS = {"epochs": (1, 100_000), "batch_size": (1, 2**20), "eval_batch_size": (1, 2**20), "step_size": (1, 100_000),
+          "warmup_epochs": (0, 100_000), "num_workers": (0, 256), "seed": (0, 2**63 - 1), "gamma": (0.0, 1.0),
+          "lr": (0.0, 1e3), "lr_min": (0.0, 1e3), "weight_decay": (0.0, 1e3), "grad_clip": (0.0, 1e9)}
 SCHEDULERS = ("step", "cosine", "warmup_cosine", "none")
 
 
@@ -78,14 +81,11 @@ class TrainConfig:
             raise RunError(f"optimizer {self.optimizer!r}; expected adam or adamw")
         if self.scheduler not in SCHEDULERS:
             raise RunError(f"scheduler {self.scheduler!r}; expected step, cosine, warmup_cosine or none")
-        for name in ("epochs", "batch_size", "eval_batch_size"):
-            if getattr(self, name) < 1:
-                raise RunError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name, (low, high) in LIMITS.items():
+            if not low <= getattr(self, name) <= high:
+                raise RunError(f"{name} is {getattr(self, name)}; expected {low}..{high}")
         if not self.lr > 0:
             raise RunError(f"lr must be positive, got {self.lr}")
-        for name in ("num_workers", "warmup_epochs", "lr_min", "grad_clip", "weight_decay", "step_size"):
-            if getattr(self, name) < 0:
-                raise RunError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not all(0 <= b < 1 for b in self.betas):
             raise RunError(f"betas must be in [0, 1), got {list(self.betas)}")
         try:

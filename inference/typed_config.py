@@ -48,6 +48,8 @@ def _wants_tuple(hint: Any) -> bool:
 
 
 def _describe(hint: Any) -> str:
+    if hint is float:
+        return "a finite number"
     text = getattr(hint, "__name__", None) if typing.get_origin(hint) is None else None
     return text or str(hint).replace("typing.", "")
 

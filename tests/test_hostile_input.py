@@ -20,7 +20,6 @@ import sqlite3
 import subprocess
 import sys
 import threading
-import time
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
@@ -31,7 +30,7 @@ import torch
 from annotation.db import open_database
 from annotation.demo import build_demo
 from annotation.errors import DataFileError
-from annotation.files import child_path, folder_lock, recover_swap
+from annotation.files import child_path, folder_lock, recover_update
 from annotation.importer import import_llp, load_pseudo
 from annotation.llp_csv import iter_dense_csv, read_weak_csv
 from inference.checkpoint import RunError, load_checkpoint
@@ -260,10 +259,10 @@ def test_a_failed_export_leaves_the_previous_export_as_it_was(tmp_path, db, monk
 
     monkeypatch.setattr(exporter, "write_pseudo_npy", disk_full_after_three)
     code, _, err = run_cli(["export", "labels", "--out", str(out), "--source", "truth", "--db", db])
-    assert_one_line_error(code, err, "No space left on device")
-    assert snapshot_tree(out) == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["data", "export", "store.sqlite",
-                                                                 *[p.name for p in tmp_path.glob("store.sqlite-*")]])
+    assert_one_line_error(code, err, "No space left on device", "the previous export there is intact")
+    assert snapshot_tree(out) == before and sorted(p.name for p in out.iterdir()) == sorted(
+        ["AVVP_train.csv", "AVVP_val_pd.csv", "AVVP_test_pd.csv", "audio.csv", "visual.csv", "status.csv",
+         "export.json", "CLAP", "CLIP"])
 
 
 def test_an_export_killed_midway_leaves_the_previous_one_and_the_next_cleans_up(tmp_path, db):
@@ -279,22 +278,50 @@ def test_an_export_killed_midway_leaves_the_previous_one_and_the_next_cleans_up(
     assert proc.stdout.readline().strip() == "writing"
     proc.kill()
     proc.wait()
-    assert snapshot_tree(out) == before
-    assert list(tmp_path.glob(".export.new-*"))  # the unfinished build is still there ...
+    assert {k: v for k, v in snapshot_tree(out).items() if not k.startswith(".avvp-work")} == before
+    assert (out / ".avvp-work").is_dir()  # the unfinished build is still there ...
     assert run_cli(["export", "labels", "--out", str(out), "--source", "truth", "--db", db])[0] == 0
-    assert not list(tmp_path.glob(".export.*"))  # ... until the next export removes it
+    assert not (out / ".avvp-work").exists()  # ... until the next export removes it
     assert json.loads((out / "export.json").read_text())["source"] == "truth"
 
 
-def test_a_swap_interrupted_between_its_renames_gets_the_previous_folder_back(tmp_path):
-    target = tmp_path / "export"
-    old = tmp_path / ".export.old-x1"
-    (old / "previous").mkdir(parents=True)
-    (old / "previous" / "export.json").write_text("{}")
-    (tmp_path / ".export.new-y2").mkdir()
-    recover_swap(target)
-    assert (target / "export.json").read_text() == "{}"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]
+def test_an_update_killed_after_its_commit_is_finished_by_the_next_one(tmp_path):
+    folder = tmp_path / "export"
+    (folder / "CLIP" / "segment_pseudo_labels").mkdir(parents=True)
+    (folder / "CLIP" / "segment_pseudo_labels" / "old.npy").write_text("old")
+    (folder / "a.csv").write_text("old a")
+    (folder / "b.csv").write_text("old b")  # owned, not written by the new version: removed
+    (folder / "CLIP" / "features").mkdir()  # not owned: kept
+    (folder / "notes.txt").write_text("mine")
+    owned = ("a.csv", "b.csv", "CLIP/segment_pseudo_labels")
+    work = folder / ".avvp-work"
+    (work / "build" / "CLIP" / "segment_pseudo_labels").mkdir(parents=True)
+    (work / "build" / "CLIP" / "segment_pseudo_labels" / "new.npy").write_text("new")
+    (work / "build" / "a.csv").write_text("new a")
+    (work / "commit.json").write_text(json.dumps({"owned": list(owned), "written": ["CLIP/segment_pseudo_labels",
+                                                                                    "a.csv"]}))
+    (work / "trash").mkdir()
+    os.rename(folder / "a.csv", work / "trash" / "a.csv")  # killed in the middle of the swap
+    recover_update(folder)
+    assert (folder / "a.csv").read_text() == "new a" and not (folder / "b.csv").exists()
+    assert [p.name for p in (folder / "CLIP" / "segment_pseudo_labels").iterdir()] == ["new.npy"]
+    assert (folder / "notes.txt").read_text() == "mine" and (folder / "CLIP" / "features").is_dir()
+    assert not work.exists()
+
+
+def test_an_export_keeps_what_is_not_its_own_and_follows_a_link(tmp_path, db):
+    real = tmp_path / "real"
+    assert run_cli(["export", "labels", "--out", str(real), "--db", db])[0] == 0
+    (real / "feats" / "vggish").mkdir(parents=True)
+    (real / "feats" / "vggish" / "x.npy").write_bytes(b"features")
+    (real / "CLIP" / "features").mkdir()
+    (real / "notes.txt").write_text("mine")
+    link = tmp_path / "link"
+    link.symlink_to(real)
+    assert run_cli(["export", "labels", "--out", str(link), "--source", "truth", "--db", db])[0] == 0
+    assert link.is_symlink() and json.loads((real / "export.json").read_text())["source"] == "truth"
+    assert (real / "feats" / "vggish" / "x.npy").read_bytes() == b"features"
+    assert (real / "CLIP" / "features").is_dir() and (real / "notes.txt").read_text() == "mine"
 
 
 # ---------------------------------------------------------------- 5. NaN features; 6. crafted headers
@@ -390,7 +417,12 @@ def predict_err(demo: Path, run: Path, tmp_path: Path) -> tuple[int, str]:
     ("empty", "empty file"),
     ("text", "refused"),
     ("missing_keys", "missing key(s) ['state_dict']"),
-    ("wrong_type", "epoch is a str; expected a int"),
+    ("wrong_type", "epoch is of type str; expected int"),
+    ("negative_width", "option hidden is -4; expected 1..16384"),
+    ("huge_width", "option hidden is 10000000; expected 1..16384"),
+    ("heads_do_not_divide", "hidden 32 is not a multiple of nhead 3"),
+    ("missing_weight", "missing key(s) head.fc_prob.bias"),
+    ("text_not_2d", "plsim.text_audio has shape (512,)"),
     ("other_architecture", "do not fit the han model"),
     ("unknown_model", "unknown model 'nope'"),
     ("bad_model_config", "option hidden is 'abc'; expected int"),
@@ -420,6 +452,15 @@ def test_checkpoint_refusals_are_one_line_naming_the_file(finished_run, demo, tm
         torch.save({**good, "model_config": {**good["model_config"], "hidden": "abc"}}, path)
     elif damage == "unknown_option":
         torch.save({**good, "model_config": {**good["model_config"], "hiden": 3}}, path)
+    elif damage in ("negative_width", "huge_width", "heads_do_not_divide"):
+        change = {"negative_width": {"hidden": -4}, "huge_width": {"hidden": 10**7}, "heads_do_not_divide": {"nhead": 3}}
+        torch.save({**good, "model_config": {**good["model_config"], **change[damage]}}, path)
+    elif damage == "missing_weight":
+        torch.save({**good, "state_dict": {k: v for k, v in good["state_dict"].items() if k != "head.fc_prob.bias"}},
+                   path)
+    elif damage == "text_not_2d":
+        state = {**good["state_dict"], "plsim.text_audio": torch.zeros(512)}
+        torch.save({**good, "model": "link", "model_config": {"text_audio": "x.npy"}, "state_dict": state}, path)
     code, err = predict_err(demo, run, tmp_path)
     assert_one_line_error(code, err, str(path), expected)
     assert not Path("pwned").exists() and not (tmp_path / "pwned").exists()
@@ -427,6 +468,10 @@ def test_checkpoint_refusals_are_one_line_naming_the_file(finished_run, demo, tm
 
 @pytest.mark.parametrize("edit,expected", [
     (lambda c: c["train"].update(eval_batch_size="abc"), "option eval_batch_size is 'abc'; expected int"),
+    (lambda c: c["train"].update(eval_batch_size=10**30), "eval_batch_size is 1000000000000000000000000000000"),
+    (lambda c: c["train"].update(step_size=0), "step_size is 0; expected 1..100000"),
+    (lambda c: c["train"].update(weight_decay=-1), "weight_decay is -1.0; expected 0.0..1000.0"),
+    (lambda c: c["train"].update(seed=1e23), "option seed is 1e+23; expected int"),
     (lambda c: c["train"].update(betas=[0.9]), "option betas is [0.9]"),
     (lambda c: c["train"].update(device="tpu"), "device 'tpu'"),
     (lambda c: c.pop("train"), "no 'train' object"),
@@ -445,6 +490,15 @@ def test_config_json_that_is_not_json_names_its_line(finished_run, demo, tmp_pat
     (run / "config.json").write_text('{\n "train": {\n  "eval_batch_size": 64,\n }\n}\n')
     code, err = predict_err(demo, run, tmp_path)
     assert_one_line_error(code, err, "config.json, line 4", "not valid JSON")
+
+
+def test_resuming_a_config_json_with_an_unknown_feature_set_is_one_line(finished_run, demo, tmp_path):
+    run = copy_demo(finished_run, tmp_path / "run")
+    config = json.loads((run / "config.json").read_text())
+    config["train"]["model_config"]["feature_set"] = "nope"
+    (run / "config.json").write_text(json.dumps(config))
+    code, _, err = run_cli(["train", "--data", str(demo), "--out", str(run), "--resume", "--epochs", "2"])
+    assert_one_line_error(code, err, "unknown feature set 'nope'")
 
 
 def test_a_damaged_last_pt_refuses_resume_in_one_line(finished_run, demo, tmp_path):
@@ -485,13 +539,14 @@ def test_a_full_disk_while_saving_an_epoch_keeps_the_previous_set(data, tmp_path
 
 # ---------------------------------------------------------------- 9. concurrent first imports
 
-def test_concurrent_first_imports_into_a_new_sqlite_file_all_succeed(tmp_path, llp):
-    db = str(tmp_path / "new.sqlite")
-    procs = [subprocess.Popen([sys.executable, "-m", "app.main", "import", "llp", str(llp), "--db", db], cwd=REPO,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(8)]
+def test_concurrent_first_imports_into_a_new_database_all_succeed(any_db_url, llp):
+    """SQLite file and PostgreSQL database alike: eight processes create and migrate it at once."""
+    procs = [subprocess.Popen([sys.executable, "-m", "app.main", "import", "llp", str(llp), "--db", any_db_url],
+                              cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(8)]
     results = [(p.wait(timeout=120), p.stderr.read()) for p in procs]
     assert all(code == 0 for code, _ in results), results
-    assert run_cli(["stats", "--db", db, "--json"])[0] == 0
+    code, out, _ = run_cli(["stats", "--db", any_db_url, "--json"])
+    assert code == 0 and json.loads(out)["clips"] == {"train": 3, "val": 2, "test": 2}
 
 
 # ---------------------------------------------------------------- 10. truncated CSVs; 11. broken entries
@@ -649,17 +704,13 @@ def test_training_options_from_json_are_type_checked():
     assert TrainConfig.from_dict({**TrainConfig().to_dict(), "lr": 1}).lr == 1.0
 
 
-def test_export_into_a_folder_held_by_another_export_waits_for_it(tmp_path, db):
+def test_an_export_into_a_folder_another_export_writes_is_refused(tmp_path, db):
     out = tmp_path / "export"
-    done = []
-    with folder_lock(tmp_path, "export"):
-        worker = threading.Thread(target=lambda: done.append(run_cli(["export", "labels", "--out", str(out),
-                                                                      "--db", db])[0]))
-        worker.start()
-        time.sleep(0.5)
-        assert not done and not (out / "export.json").exists()  # it waits for the lock ...
-    worker.join(timeout=60)
-    assert done == [0] and (out / "export.json").exists()  # ... and goes on when it is free
+    out.mkdir()
+    with folder_lock(out, "export"):
+        code, _, err = run_cli(["export", "labels", "--out", str(out), "--db", db])
+    assert_one_line_error(code, err, "in use by another export")
+    assert run_cli(["export", "labels", "--out", str(out), "--db", db])[0] == 0
 
 
 def test_a_crafted_caption_embedding_header_is_refused(tmp_path):
@@ -669,3 +720,38 @@ def test_a_crafted_caption_embedding_header_is_refused(tmp_path):
     write_header(path, "<f4", (25, 10**11))
     with pytest.raises(DataFileError, match=r"shape \(25, 100000000000\); expected caption embeddings"):
         caption_embeddings(path, 512, 0)
+
+
+def test_crafted_header_bytes_never_escape_as_a_traceback(tmp_path):
+    path = tmp_path / "x.npy"
+    header = b"{'descr': '<i8', 'fortran_order': False, 'shape': (10, 25), }" + b" " * 10 + b"\n"
+    path.write_bytes(b"\x93NUMPY\x01\x00" + (20).to_bytes(2, "little") + header)  # the length cuts the dict
+    with pytest.raises(DataFileError, match="not a readable .npy array"):
+        load_pseudo(path, "c")
+
+
+@pytest.mark.parametrize("name", ["config.json", "checkpoint.pt"])
+def test_a_looping_run_file_is_an_error_not_a_missing_run(finished_run, demo, tmp_path, name):
+    run = copy_demo(finished_run, tmp_path / "run")
+    (run / name).unlink()
+    os.symlink(name, run / name)
+    code, err = predict_err(demo, run, tmp_path)
+    assert_one_line_error(code, err, name, "cannot be read")
+
+
+def test_an_empty_schema_revision_is_refused(tmp_path, llp):
+    db = str(tmp_path / "s.sqlite")
+    assert cli_process("import", "llp", str(llp), "--db", db).returncode == 0
+    with sqlite3.connect(db) as conn:
+        conn.execute("DELETE FROM alembic_version")
+    code, _, err = run_cli(["stats", "--db", db])
+    assert_one_line_error(code, err, "no schema revision")
+
+
+def test_eval_keeps_a_bounded_number_of_unscored_clip_names():
+    from annotation.llp_csv import DenseRow, DenseTally, dense_grids
+
+    tally = DenseTally(other_names=set(), name_limit=5)
+    rows = (DenseRow(f"zzzzzzzz{i:03d}_0_10", 0, 0, 1, i) for i in range(50))
+    dense_grids(rows, ["aaaaaaaaaaa_0_10"], tally)
+    assert tally.other_rows == 50 and len(tally.other_names) == 5 and tally.names_capped

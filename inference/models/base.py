@@ -34,6 +34,14 @@ class AVVPInputs(ModelConfig):
     visual_shape: tuple[int, int] | None = None
     motion_shape: tuple[int, int] | None = None
 
+    def check(self) -> None:
+        super().check()
+        feature_spec(self.feature_set)  # a ValueError naming the known sets
+        for part in ("audio", "visual", "motion"):
+            shape = getattr(self, f"{part}_shape")
+            if shape is not None and not (1 <= shape[0] <= 1024 and 1 <= shape[1] <= 65536):
+                raise ValueError(f"{part}_shape {list(shape)}; expected (frames 1..1024, dim 1..65536)")
+
     def resolve_inputs(self) -> dict[str, tuple[int, int]]:
         """{stream: (frames, dim)} of the feature set's streams, with None filled in place."""
         spec = feature_spec(self.feature_set)

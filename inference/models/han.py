@@ -113,11 +113,21 @@ class HANNetworkConfig(AVVPInputs):
     dropout: float = 0.1
     num_layers: int = 1
 
+    RANGES = {"hidden": (1, 16384), "nhead": (1, 256), "dim_feedforward": (1, 65536), "dropout": (0.0, 0.99),
+              "num_layers": (1, 64)}
+
+    def check(self) -> None:
+        super().check()
+        if self.hidden % self.nhead:
+            raise ValueError(f"{type(self).__name__}: hidden {self.hidden} is not a multiple of nhead {self.nhead}")
+
 
 @dataclass
 class HANConfig(HANNetworkConfig):
     audio_label_smoothing: float = 1.0  # HAN's public code: a = 1.0
     visual_label_smoothing: float = 0.9  # v = 0.9
+
+    RANGES = {"audio_label_smoothing": (0.0, 1.0), "visual_label_smoothing": (0.0, 1.0)}
 
 
 # The public HAN recipe (main_avvp.py): Adam, lr 3e-4, StepLR(10, 0.1), batch 16, 40 epochs; the

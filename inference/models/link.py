@@ -131,6 +131,9 @@ class LINKConfig(HANNetworkConfig):
     segment_loss_weight: float = 1.0
     label_loss_weight: float = 1.0
 
+    RANGES = {"tsa_reduction": (1, 64), "tsa_kernel": (1, 63), "text_dim_audio": (1, 65536),
+              "text_dim_visual": (1, 65536), "plsim_hidden": (1, 16384)}
+
 
 # LINK states no optimiser, schedule or widths; its baseline and code base is VALOR++ (CLIP +
 # CLAP, with VALOR's R(2+1)D stream: scripts/train_valor++.sh), so those are VALOR++'s: AdamW

@@ -193,6 +193,9 @@ class MUGConfig(HANNetworkConfig):
     segment_loss_weight: float = 1.0
     label_loss_weight: float = 1.0
 
+    RANGES = {"d_state": (1, 256), "d_conv": (1, 64), "expand": (1, 16), "mfe_pool": (1, 16384), "tsa_kernel": (1, 63),
+              "text_dim_audio": (1, 65536), "text_dim_visual": (1, 65536), "plsim_hidden": (1, 16384)}
+
 
 # MUG Sec. 4.1 states AdamW, batch 64 and 20 epochs on VGGish + ResNet-152 + R(2+1)D; its
 # learning rate did not survive in the text. MUG builds on VALOR (it compares with it and uses

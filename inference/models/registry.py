@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 from dataclasses import dataclass, field
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, ClassVar, TypeVar
 
 from torch import nn
 
@@ -47,10 +47,23 @@ class ModelConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)  # type: ignore[call-overload]
 
+    # option -> (lowest, highest) allowed value; subclasses add theirs (merged along the MRO)
+    RANGES: ClassVar[dict[str, tuple[float, float]]] = {}
+
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> "ModelConfig":
-        """Unknown options and values of the wrong type are a ValueError naming the option."""
-        return cls(**checked_fields(cls, dict(data or {}), cls.__name__))
+        """Unknown options, values of the wrong type and values out of range are a ValueError
+        naming the option (a checkpoint's config must not allocate 80 GB before failing)."""
+        config = cls(**checked_fields(cls, dict(data or {}), cls.__name__))
+        config.check()
+        return config
+
+    def check(self) -> None:
+        ranges = {k: v for klass in reversed(type(self).__mro__) for k, v in vars(klass).get("RANGES", {}).items()}
+        for name, (low, high) in ranges.items():
+            value = getattr(self, name)
+            if isinstance(value, (int, float)) and not low <= value <= high:
+                raise ValueError(f"{type(self).__name__}: option {name} is {value}; expected {low}..{high}")
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
+from annotation.errors import DataFileError
 from annotation.importer import PSEUDO_DIRS
 from inference.checkpoint import RunError
 from inference.data import (
@@ -119,12 +120,14 @@ class AVVPTask:
             raise RunError(f"{config.model!r} is a {entry.task} model, not an AVVP parser")
         model_config = dict(config.model_config)
         feature_set = model_config.setdefault("feature_set", entry.config_cls().feature_set)
-        for part, shape in detect_shapes(self.data_dir, feature_set).items():
-            if model_config.get(f"{part}_shape") is None:
-                model_config[f"{part}_shape"] = shape
         try:
+            for part, shape in detect_shapes(self.data_dir, feature_set).items():
+                if model_config.get(f"{part}_shape") is None:
+                    model_config[f"{part}_shape"] = shape
             model = entry.model_cls(entry.config_cls.from_dict(model_config))
-        except (ValueError, TypeError) as exc:
+        except DataFileError:
+            raise
+        except (ValueError, TypeError, RuntimeError, AssertionError) as exc:
             raise RunError(f"model {config.model}: {exc}") from None
         self.attach(model)
         return model
