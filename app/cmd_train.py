@@ -8,9 +8,11 @@ from inference.cli_args import EXAMPLE, add_train_arguments
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "train", help="train a parser (han, mug, link); checkpoint chosen on val segment Type@AV",
-        description="Train an audio-visual video parser on the train split with the segment pseudo-labels, keep "
-        "the epoch with the best val segment Type@AV, and score it on test with the AVVP protocol. Writes "
+        "train", help="train a parser (han, valor, mug, link); checkpoint chosen on val segment Type@AV",
+        description="Train an audio-visual video parser on the train split (han from the video-level labels, "
+        "the others from the segment pseudo-labels) with its paper's recipe, keep the epoch with the best val "
+        "segment Type@AV, and score it on test with the AVVP protocol. mug and link read zero-shot priors "
+        "(avvp-studio prior) and caption embeddings. Writes "
         "RUN_DIR/config.json, train.log, checkpoint.pt, last.pt (resume) and metrics.json. Ctrl+C stops "
         "cleanly; --resume continues.",
         epilog=EXAMPLE, formatter_class=argparse.RawDescriptionHelpFormatter,

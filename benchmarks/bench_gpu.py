@@ -1,39 +1,89 @@
-"""Benchmark on a GPU: one training epoch per model, and the selective scan's CUDA paths.
+"""Benchmark: one real LLP-sized training epoch per model (on a GPU, or `--device cpu`), and the
+selective scan's CUDA paths.
 
-Run `python benchmarks/bench_gpu.py [--device cuda] [--clips 10000] [--batch 16]`. Without a
-CUDA device it says so and stops (exit 0): the project's CI and developer machines have
-none; `--device cpu --clips 64` runs the same code on the CPU as a smoke test.
+Run `python benchmarks/bench_gpu.py [--device cuda] [--scale 1.0] [--workers 4]`. Without a
+CUDA device (and without `--device cpu`) it says so and stops (exit 0): the project's CI and
+developer machines have none.
 
-- epoch: `--clips` LLP-shaped random clips (batches made once on the device and cycled,
-  so the figure is the model's, not a disk's) through forward + loss + backward + Adam, for
-  HAN (VGGish + ResNet + R(2+1)D), MUG (same features) and LINK (CLAP + CLIP): seconds,
-  clips/s, and peak device memory (`bench_train.train_steps`);
-- scan: batch 8, dim 256, N 16, variable B/C, L in {100, 1000, 4096}, forward and
+- epoch: an LLP-sized data folder (`llp_data.build_llp_sized`: LLP's 10,000 / 649 / 1,200
+  clips and truth, random inputs of the real shapes, 8 GB at scale 1) is written once; each
+  model then trains ONE epoch through the real trainer (`inference.train.train` with
+  `AVVPTask`): its paper recipe (batch size included), files read by the DataLoader
+  (`--workers` processes), the input check before the epoch, validation on the 649 val
+  clips, test at the end. Reported: the check, the training steps (data loading included),
+  validation and test, clips/s, peak device memory;
+- scan: batch 8, dim 256, N 16, variable B/C, L in {10, 20, 100, 1000, 4096}, forward and
   forward+backward: mamba_ssm's CUDA kernel (when it imports) and the chunked PyTorch scan,
   each against the sequential PyTorch reference on the same device.
-Figures: bench-results/gpu.json.
+Figures: bench-results/gpu.json (gpu_cpu.json for `--device cpu`).
 """
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 
 from bench_scan import NAMES, make_inputs
-from bench_train import sync, train_steps
+from bench_train import sync
 from common import save
+from llp_data import build_llp_sized
 
+from inference.callbacks import TrainCallback
+from inference.data import labels_from_folder
 from inference.ssm import cuda_unsupported_reason, selective_scan
+from inference.tasks.avvp import AVVPTask
+from inference.train import TrainConfig, train
 
-MODELS = (("han", "vggish"), ("mug", "vggish"), ("link", "clip_clap"))
-SCAN_LENGTHS = (100, 1000, 4096)
+MODELS = (("han", "vggish"), ("valor", "vggish"), ("mug", "vggish"), ("link", "clip_clap_r21d"))
+SCAN_LENGTHS = (10, 20, 100, 1000, 4096)
 
 
-def epoch(name: str, feature_set: str, clips: int, batch: int, device: torch.device) -> dict:
-    """One pass over `clips` clips (bench_train's timed training steps on this device)."""
-    return train_steps(name, feature_set, max(1, -(-clips // batch)), batch, device)
+class Phases(TrainCallback):
+    """Wall-clock marks of a one-epoch run: start (after the input check), epoch end (after val), end."""
+
+    def __init__(self):
+        self.marks: dict[str, float] = {}
+        self.train_seconds = 0.0
+
+    def on_train_start(self, info):
+        self.marks["start"] = time.perf_counter()
+
+    def on_epoch_end(self, epoch, metrics, is_best):
+        self.marks["epoch_end"] = time.perf_counter()
+        self.train_seconds = metrics["seconds"]
+
+    def on_train_end(self, result):
+        self.marks["end"] = time.perf_counter()
+
+
+def epoch(model: str, feature_set: str, data: Path, device: torch.device, workers: int, work: Path) -> dict:
+    """One epoch of `model` with its recipe on the LLP-sized folder, through the real trainer."""
+    text = {"text_audio": str(data / "text/clap_captions.npy"), "text_visual": str(data / "text/clip_captions.npy")}
+    config = TrainConfig.for_model(model, model_config={"feature_set": feature_set, **(text if model in ("mug", "link")
+                                                                                        else {})},
+                                   epochs=1, warmup_epochs=0, device=str(device), num_workers=workers)
+    labels = labels_from_folder(data, pseudo=model != "han")
+    phases = Phases()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    began = time.perf_counter()
+    train(config, AVVPTask(labels, data), work / model, callbacks=[phases])
+    sync(device)
+    m = phases.marks
+    clips = len(labels.indices("train"))
+    peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
+    return {"batch": config.batch_size, "workers": workers, "train_clips": clips,
+            "prepare_s": round(m["start"] - began, 1),  # model, input check of every file
+            "train_s": round(phases.train_seconds, 1),  # the epoch's steps, data loading included
+            "val_s": round(m["epoch_end"] - m["start"] - phases.train_seconds, 1),  # val + checkpoints
+            "test_s": round(m["end"] - m["epoch_end"], 1),
+            "clips_per_s": round(clips / phases.train_seconds, 1),
+            "peak_memory_mib": peak and round(peak, 1)}
 
 
 def scan_time(backend: str, inputs: dict[str, torch.Tensor], backward: bool, repeat: int) -> float:
@@ -82,29 +132,42 @@ def scan_rows(device: torch.device) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cuda", help="cuda (default), cuda:N, or cpu for a smoke run")
-    parser.add_argument("--clips", type=int, default=10_000)
-    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--device", default="cuda", help="cuda (default), cuda:N, or cpu")
+    parser.add_argument("--scale", type=float, default=1.0, help="share of LLP's clips (1.0 = 11,849; 0.05 for a smoke run)")
+    parser.add_argument("--workers", type=int, default=4, help="DataLoader processes (default 4)")
+    parser.add_argument("--models", default=",".join(m for m, _ in MODELS), help="comma-separated subset")
     parser.add_argument("--no-scan", action="store_true", help="skip the scan part")
+    parser.add_argument("--data", type=Path, help="reuse this LLP-sized folder (made if absent)")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
+    name = "gpu" if device.type == "cuda" else "gpu_cpu"
     if device.type == "cuda" and not torch.cuda.is_available():
-        print("skipped: no CUDA device (torch.cuda.is_available() is False); "
-              "`--device cpu --clips 64` runs the same code on the CPU")
-        save("gpu", {"skipped": "no CUDA device"})
+        print("skipped: no CUDA device (torch.cuda.is_available() is False); `--device cpu` runs the same on the CPU")
+        save(name, {"skipped": "no CUDA device"})
         return 0
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
-    print(f"device: {name}; torch {torch.__version__}")
-    figures: dict = {"device": name, "torch": torch.__version__, "epoch": {}}
-    for model, feature_set in MODELS:
-        result = figures["epoch"][f"{model}/{feature_set}"] = epoch(model, feature_set, args.clips, args.batch, device)
-        memory = f", peak {result['peak_memory_mib']:.0f} MiB" if result["peak_memory_mib"] else ""
-        print(f"epoch {model:4s} {feature_set:9s}: {result['clips']} clips in {result['seconds']:.1f} s "
-              f"({result['clips_per_s']:.0f} clips/s{memory})")
-    if not args.no_scan:
+    label = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
+    print(f"device: {label}; torch {torch.__version__}")
+    figures: dict = {"device": label, "torch": torch.__version__, "scale": args.scale, "epoch": {}}
+    work = Path(tempfile.mkdtemp(prefix="avvp-bench-epoch-"))
+    try:
+        data = args.data or work / "data"
+        wanted = [(m, fs) for m, fs in MODELS if m in args.models.split(",")]
+        if not (data / "AVVP_train.csv").exists():
+            began = time.perf_counter()
+            build_llp_sized(data, tuple({fs for _, fs in wanted}), args.scale)
+            print(f"LLP-sized folder ({args.scale:g} of LLP) written in {time.perf_counter() - began:.0f} s: {data}")
+        for model, feature_set in wanted:
+            result = figures["epoch"][f"{model}/{feature_set}"] = epoch(model, feature_set, data, device, args.workers, work)
+            memory = f", peak {result['peak_memory_mib']:.0f} MiB" if result["peak_memory_mib"] else ""
+            print(f"epoch {model:5s} {feature_set:14s} batch {result['batch']:>3}: input check {result['prepare_s']:.1f} s, "
+                  f"{result['train_clips']} train clips in {result['train_s']:.1f} s ({result['clips_per_s']:.0f} "
+                  f"clips/s, loading included), val {result['val_s']:.1f} s, test {result['test_s']:.1f} s{memory}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    if not args.no_scan and device.type == "cuda":
         print("selective scan, batch 8, dim 256, N 16, best of runs:")
         figures["scan"] = scan_rows(device)
-    save("gpu", figures)
+    save(name, figures)
     return 0
 
 

@@ -1,7 +1,7 @@
 """Benchmark: the fast CPU selective scans vs the sequential reference.
 
 Run `python benchmarks/bench_scan.py [--threads N] [--quick]`. Shapes of the issue:
-batch 8, dim 256, N 16, variable B/C (batch, N, L), L in {10, 100, 1000, 4096}, with D, z,
+batch 8, dim 256, N 16, variable B/C (batch, N, L), L in {10, 20, 100, 1000, 4096}, with D, z,
 delta_bias and softplus as a Mamba layer calls it; forward (no grad) and forward+backward
 (gradients of all eight inputs). Fast backends: "native" (the C kernel, what
 `selective_scan` runs on a CPU) and "chunked" (PyTorch, the fallback without a C
@@ -11,7 +11,10 @@ chunked figures are reported beside it. Ratios use the best of N runs of each si
 stalls a run by milliseconds. The reference's forward+backward at L=4096 (GBs of autograd
 state) is run once. Also reported: the peak resident-memory growth of one
 forward+backward at L=4096, and the chunked scan's forward+backward at L=1000 for a few
-block sizes. Figures: bench-results/scan.json.
+block sizes. Then the shapes the parsers really scan (MUG, batch 64: the AMF branches over
+the 10 segments, d_inner 512; MFE over the 20 interleaved segments; TSA's small temporal
+Mamba, d_inner 32, N 8), forward+backward, each backend, and where the C kernel pays off.
+Figures: bench-results/scan.json.
 """
 from __future__ import annotations
 
@@ -33,22 +36,25 @@ from inference.ssm import (  # noqa: E402
 from inference.ssm.chunked import DEFAULT_BLOCK_ELEMENTS, plan_blocks  # noqa: E402
 
 BATCH, DIM, DSTATE = 8, 256, 16
-LENGTHS = (10, 100, 1000, 4096)
+LENGTHS = (10, 20, 100, 1000, 4096)
+# (what, batch, d_inner, N, L) of the scans MUG runs with its recipe (batch 64, hidden 512, expand 1)
+PARSER_SHAPES = (("MUG AMF branch", 64, 512, 16, 10), ("MUG MFE", 64, 512, 16, 20), ("MUG TSA", 64, 32, 8, 10))
 TARGET = 5.0
 NAMES = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")
 
 
-def make_inputs(length: int, seed: int = 0) -> dict[str, torch.Tensor]:
+def make_inputs(length: int, seed: int = 0, batch: int = BATCH, dim: int = DIM,
+                dstate: int = DSTATE) -> dict[str, torch.Tensor]:
     gen = torch.Generator().manual_seed(seed)
     return {
-        "u": torch.randn(BATCH, DIM, length, generator=gen),
-        "delta": torch.randn(BATCH, DIM, length, generator=gen) * 0.5 - 2.0,  # softplus -> ~0.13
-        "A": -torch.arange(1, DSTATE + 1, dtype=torch.float32).repeat(DIM, 1),  # Mamba's S4D-real init
-        "B": torch.randn(BATCH, DSTATE, length, generator=gen),
-        "C": torch.randn(BATCH, DSTATE, length, generator=gen),
-        "D": torch.ones(DIM),
-        "z": torch.randn(BATCH, DIM, length, generator=gen),
-        "delta_bias": torch.rand(DIM, generator=gen) * 0.1,
+        "u": torch.randn(batch, dim, length, generator=gen),
+        "delta": torch.randn(batch, dim, length, generator=gen) * 0.5 - 2.0,  # softplus -> ~0.13
+        "A": -torch.arange(1, dstate + 1, dtype=torch.float32).repeat(dim, 1),  # Mamba's S4D-real init
+        "B": torch.randn(batch, dstate, length, generator=gen),
+        "C": torch.randn(batch, dstate, length, generator=gen),
+        "D": torch.ones(dim),
+        "z": torch.randn(batch, dim, length, generator=gen),
+        "delta_bias": torch.rand(dim, generator=gen) * 0.1,
     }
 
 
@@ -77,7 +83,7 @@ def forward(scan, inputs):
 
 def forward_backward(scan, inputs):
     leaves = [inputs[k].clone().requires_grad_() for k in NAMES]
-    weight = torch.randn(BATCH, DIM, inputs["u"].shape[2], generator=torch.Generator().manual_seed(1))
+    weight = torch.randn(*inputs["u"].shape, generator=torch.Generator().manual_seed(1))
 
     def run():
         out = scan(*leaves, delta_softplus=True)
@@ -112,6 +118,19 @@ def peak_growth_mib(fn) -> tuple[float, object]:
         return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024, result
 
 
+def parser_shape_rows(fast: dict, repeat: int) -> list[dict]:
+    """Forward+backward of the scans MUG runs, each backend, best of `repeat`."""
+    rows = []
+    for what, batch, dim, dstate, length in PARSER_SHAPES:
+        inputs = make_inputs(length, batch=batch, dim=dim, dstate=dstate)
+        row = {"what": what, "batch": batch, "dim": dim, "dstate": dstate, "L": length}
+        for name, scan in {"reference": selective_scan_ref, **fast}.items():
+            row[name] = timed(forward_backward(scan, inputs), repeat)[0]["best"]
+        row["fastest"] = min(("reference", *fast), key=lambda name: row[name])
+        rows.append(row)
+    return rows
+
+
 def repeats(length: int, reference: bool, backward: bool) -> int:
     if length <= 10:
         return 20
@@ -125,10 +144,10 @@ def repeats(length: int, reference: bool, backward: bool) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads (default: all)")
-    parser.add_argument("--quick", action="store_true", help="L in {10, 100} only (smoke run)")
+    parser.add_argument("--quick", action="store_true", help="L in {10, 20, 100} only (smoke run)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    lengths = LENGTHS[:2] if args.quick else LENGTHS
+    lengths = LENGTHS[:3] if args.quick else LENGTHS
     started = time.perf_counter()
     load_before = os.getloadavg()[0]
     print(f"selective scan, CPU, batch {BATCH}, dim {DIM}, N {DSTATE}, variable B/C, D+z+delta_bias+softplus; "
@@ -170,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
             row[f"{name}_ratio_fwd"] = fwd["best"] / row[f"{name}_fwd_s"]["best"]
             row[f"{name}_ratio_fwdbwd"] = fb["best"] / row[f"{name}_fwdbwd_s"]["best"]
 
+    parser_rows = parser_shape_rows(fast, 2 if args.quick else 10)
+
     sweep = {}
     if not args.quick:  # how the block size trades per-op overhead against cache footprint
         inputs = make_inputs(1000)
@@ -194,6 +215,14 @@ def main(argv: list[str] | None = None) -> int:
             row_ok = min(row[f"{default}_ratio_fwd"], row[f"{default}_ratio_fwdbwd"]) >= TARGET
             ok &= row_ok
             print(f"      L={row['L']}: {default} >= {TARGET:.0f}x forward and forward+backward: {verdict(row_ok)}")
+    print("\nscans the parsers run (forward+backward, best of runs):")
+    for row in parser_rows:
+        times = ", ".join(f"{name} {row[name] * 1e3:.2f} ms" for name in ("reference", *fast))
+        print(f"  {row['what']:<15} (B {row['batch']}, D {row['dim']}, N {row['dstate']}, L {row['L']}): {times}; "
+              f"fastest: {row['fastest']} ({row['reference'] / row[row['fastest']]:.1f}x the reference)")
+    pays = [row["what"] for row in parser_rows if row["fastest"] == "native"]
+    print(f"  the C kernel pays off (fastest) for: {', '.join(pays) or 'none of them'}"
+          + ("" if reason is None else f" (not available: {reason})"))
     if sweep:
         print("block size at L=1000, forward+backward: "
               + ", ".join(f"{b} steps {t * 1e3:.0f}ms" for b, t in sweep.items())
@@ -216,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         "torch": torch.__version__, "default_block_elements": DEFAULT_BLOCK_ELEMENTS,
         "load_average": [load_before, load_after], "seconds": elapsed,
         "rows": list(rows.values()), "target_ratio": TARGET, "meets_target": ok,
-        "block_sweep_L1000_fwdbwd_s": sweep,
+        "block_sweep_L1000_fwdbwd_s": sweep, "parser_shapes_fwdbwd_s": parser_rows,
         "peak_rss_growth_mib": memory,
     })
     return 0

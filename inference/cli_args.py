@@ -16,11 +16,14 @@ SPLITS = ("train", "val", "test", "all")  # = inference.predict.SPLITS
 
 EXAMPLE = """\
 example (the synthetic demo; 600 clips make a demo big enough to learn from, 20 train clips do not):
-  avvp-studio demo --out demo600 --clips 600
-  avvp-studio train --data demo600 --model han --epochs 10 --out runs/han
-  avvp-studio predict --run runs/han --data demo600 --split test --out runs/han/test
+  avvp-studio demo --out demo600 --clips 600 --no-videos
+  avvp-studio train --data demo600 --model valor --out runs/valor
+  avvp-studio prior --data demo600 --text-audio demo600/text/clap_captions.npy --text-visual demo600/text/clip_captions.npy
+  avvp-studio train --data demo600 --model mug --text-audio demo600/text/clap_captions.npy \\
+      --text-visual demo600/text/clip_captions.npy --out runs/mug
+  avvp-studio predict --run runs/mug --data demo600 --split test --out runs/mug/test
   avvp-studio eval --gt-audio demo600/AVVP_eval_audio.csv --gt-visual demo600/AVVP_eval_visual.csv \\
-      --pred-audio runs/han/test/audio.csv --pred-visual runs/han/test/visual.csv --videos demo600/AVVP_test_pd.csv
+      --pred-audio runs/mug/test/audio.csv --pred-visual runs/mug/test/visual.csv --videos demo600/AVVP_test_pd.csv
 multi-GPU / multi-node: torchrun --nproc_per_node=N -m inference.train_ddp --data DIR --model han --out RUN_DIR
 """
 

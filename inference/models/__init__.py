@@ -1,21 +1,23 @@
-"""AVVP models (HAN, MUG, LINK) behind one registry and one interface.
+"""AVVP models (HAN, VALOR, MUG, LINK) behind one registry and one interface.
 
 The contract every model implements (subclass `AVVPModel`, register with
-`register_model(name, ConfigDataclass, recipe={...})`):
+`register_model(name, ConfigDataclass, recipe={...}, variants={...})`):
 
 Construction
     `Model(config)` where `config` is the model's dataclass (deriving from
-    `ModelConfig`, so `to_dict()`/`from_dict()` round-trip it through JSON and
-    checkpoints). It must have a `feature_set` field ("vggish" or "clip_clap",
-    see `inference.data.FEATURE_SETS`); the trainer sets it.
+    `AVVPInputs`, so `to_dict()`/`from_dict()` round-trip it through JSON and
+    checkpoints, with range checks). Its `feature_set` and input shapes say what it
+    reads (`inference.data.FEATURE_SETS`); the trainer fills the shapes from the data.
+    Class attribute `uses_pseudo_labels` and property `needs_priors` tell the task
+    what to load and check.
 
 `forward(batch: dict) -> dict`
-    `batch` is the dict of tensors of `inference.data.AVVPDataset` (B clips):
-    audio (B, 10, Da), visual (B, Tv, Dv), motion (B, 10, 512) for "vggish" only,
-    label (B, 25), pseudo_audio / pseudo_visual (B, 10, 25), has_pseudo (B,),
-    index (B,). A model must not need `label` or the pseudo-labels in forward
-    unless it documents so (PLSIM does: it reads the pseudo-labels; prediction
-    then feeds the same keys). Returns at least:
+    `batch` is the dict of tensors of `inference.data.AVVPDataset` (B clips): the
+    INPUTS audio (B, Ta, Da), visual (B, Tv, Dv), motion (B, 10, 512) where the
+    feature set has it, prior_audio / prior_visual (B, 10, 25) for models that
+    read priors, index (B,); in training also the TARGETS label (B, 25),
+    pseudo_audio / pseudo_visual (B, 10, 25), has_pseudo (B,). Forward must read
+    inputs only: evaluation batches hold nothing else. Returns at least:
         global          (B, 25)      video-level probabilities
         audio, visual   (B, 25)      modality video-level probabilities
         segment_audio   (B, 10, 25)  segment (frame-level) probabilities

@@ -28,7 +28,10 @@ Choices where the paper is open:
   first three are `inference.models.base.pseudo_label_loss` (segment terms as
   mean BCE, VALOR's code), L_label is `av_blocks.video_pseudo_label_loss`.
 
-Parameters with the defaults (clip_clap): 3.62 M (HAN 3.32 M, PLSIM 0.30 M); LINK gives no count.
+Recipe and inputs: VALOR++'s (see LINK_RECIPE): CLIP + CLAP + R(2+1)D, hidden 256, four
+layers, 8 heads; 5.05 M parameters (LINK gives no count). PLSIM reads zero-shot priors,
+never the weak-gated pseudo-labels (both papers remove the video-level mask at test
+time; here it is never there).
 """
 from __future__ import annotations
 

@@ -51,11 +51,17 @@ segment pseudo-labels + BCE of the track video-level outputs against the
 video-level pseudo-labels. For CMRC clips `label` is the union of the two
 pseudo-labels (see `inference.data.AVVPDataset.item`).
 
-Parameters with the defaults and the vggish feature set: 7.70 M (paper: 7.6 M;
-the paper gives no breakdown, so the Mamba widths (expand 1, d_state 16) and the
-PLSIM MLP width (64) are chosen to land there). HAN's projections + tail are
-4.57 M of it, AMF 1.92 M, MFE 0.91 M, PLSIM 0.30 M, TSA 0.005 M
-(`parameter_breakdown()`); with clip_clap features 6.46 M.
+Parameters. With the recipe (VALOR's widths: hidden 512, 8 heads, feed-forward 1024)
+and the vggish features: 8.23 M (HAN part 5.09 M, AMF 1.92 M, MFE 0.91 M, PLSIM
+0.30 M, TSA 0.005 M; `parameter_breakdown()`). The paper reports 7.6 M without a
+breakdown; HAN's own feed-forward width (512, the config default) gives 7.70 M, so
+MUG's baseline probably kept it. The recipe follows VALOR, as asked of a VALOR-based
+model; `--model-config '{"dim_feedforward": 512}'` gives the 7.70 M network. The Mamba
+widths (expand 1, d_state 16) and the PLSIM MLP width (64) were chosen to land near
+the paper's count. MUG+ (CLIP + CLAP + R(2+1)D, VALOR++ widths): 5.81 M.
+
+Inputs: PLSIM reads zero-shot priors (see `inference.models.plsim`), never the
+weak-gated pseudo-labels, which are training targets only.
 """
 from __future__ import annotations
 
