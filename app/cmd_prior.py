@@ -23,7 +23,13 @@ def register(subparsers) -> None:
     parser.add_argument("--thresholds", default="val", metavar="val|FILE",
                         help="'val' (default): per class, the best F1 cut on the val split's truth; or a JSON file "
                              "{\"audio\": [25 cosines], \"visual\": [25 cosines]}")
-    parser.add_argument("--out", metavar="DIR", help="where the prior folders go (default: DIR itself)")
+    parser.add_argument("--audio-features", metavar="DIR",
+                        help="(10, d) CLAP segment embeddings (default: DIR/CLAP/features; use this when that folder "
+                             "holds VALOR's (64, 768) CLAP maps)")
+    parser.add_argument("--visual-features", metavar="DIR", help="(10, d) CLIP segment embeddings (default: DIR/CLIP/features)")
+    parser.add_argument("--out", metavar="DIR",
+                        help="where the prior folders go (default: DIR itself, where train and predict read them; "
+                             "another folder is for comparing sets and must be copied into DIR to be used)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.set_defaults(func=run)
 
@@ -34,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
 
     labels = labels_from_folder(args.data, pseudo=False)
     report = compute_priors(args.data, labels, args.text_audio, args.text_visual, args.thresholds, args.out,
-                            progress=StderrProgress())
+                            progress=StderrProgress(),
+                            feature_dirs={"audio": args.audio_features, "visual": args.visual_features})
     if args.json:
         print(json.dumps(asdict(report), indent=1))
         return 0

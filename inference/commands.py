@@ -7,6 +7,7 @@ the CLI starts fast), `app.cmd_train` and `app.cmd_predict` only register them.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import re
 import signal
 import sys
@@ -57,6 +58,22 @@ def _model_options(args: argparse.Namespace) -> dict:
     return options
 
 
+def _refuse_caption_options(model: str, args: argparse.Namespace) -> None:
+    given = [flag for flag, value in (("--text-audio", args.text_audio), ("--text-visual", args.text_visual),
+                                      ("--random-text", args.random_text)) if value]
+    try:
+        fields = _fields(model)
+    except UnknownModelError:
+        return  # TrainConfig names the unknown model
+    if given and "text_audio" not in fields:
+        raise RunError(f"{', '.join(given)}: the {model} model reads no caption embeddings (only models with PLSIM do: "
+                       f"{', '.join(m for m in model_names('avvp') if 'text_audio' in _fields(m))})")
+
+
+def _fields(model: str) -> set[str]:
+    return {f.name for f in dataclasses.fields(get_entry(model).config_cls)}
+
+
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The recipe of --model with the options given; with --resume, the stored config with them."""
     given = {name: getattr(args, name) for name in _OVERRIDES if getattr(args, name) is not None}
@@ -67,11 +84,13 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         stored = read_run_config(args.out, TrainConfig)
         if args.model is not None and args.model != stored.model:
             raise RunDirError(f"{args.out} holds a {stored.model} run, not {args.model}")
+        _refuse_caption_options(stored.model, args)
         return TrainConfig.from_dict({**stored.to_dict(), **given,
                                       "model_config": {**stored.model_config, **model_options},
                                       "task_options": {**stored.task_options, **task_options}})
     if args.model is None:
         raise RunError(f"--model is required (available models: {', '.join(model_names('avvp'))})")
+    _refuse_caption_options(args.model, args)
     return TrainConfig.for_model(args.model, model_config=model_options, task_options=task_options, **given)
 
 

@@ -50,7 +50,8 @@ from annotation.taxonomy import NUM_CLASSES, NUM_SEGMENTS, parse_label_list
 PRIOR_DIRS = {"audio": "CLAP/segment_prior_labels", "visual": "CLIP/segment_prior_labels"}
 PRIOR_SHAPE = (NUM_SEGMENTS, NUM_CLASSES)
 AUDIO_SIDE = frozenset({"audio", "prior_audio"})  # parts a CMRC clip takes from its audio source
-PRIOR_COMMAND = "avvp-studio prior --data DIR --text-audio CLAP_TEXT.npy --text-visual CLIP_TEXT.npy"
+PRIOR_COMMAND = ("avvp-studio prior --data DIR --text-audio CLAP_TEXT.npy --text-visual CLIP_TEXT.npy "
+                 "(written into DIR, where they are read)")
 
 
 @dataclass(frozen=True)

@@ -68,7 +68,9 @@ def predict(run_dir: str | Path, labels: LabelSet, data_dir: str | Path, split: 
     Reads the clips' inputs only (features, priors); `zero_priors` feeds all-zero priors instead."""
     if split not in SPLITS:
         raise RunError(f"unknown split {split!r}; expected one of {SPLITS}")
-    model, _ = load_run(run_dir)
+    model, meta = load_run(run_dir)
+    if meta.get("task", AVVPTask.name) != AVVPTask.name:
+        raise RunError(f"{run_dir} holds a {meta['task']} run, not an AVVP parser")
     check_captions(model, run_dir, text_audio, text_visual)
     task = AVVPTask(labels, data_dir, zero_priors=zero_priors)
     task.attach(model)

@@ -79,18 +79,18 @@ def load_thresholds(path: str | Path) -> dict[str, np.ndarray]:
     return out
 
 
-def similarities(data_dir: Path, video_ids: list[str], text: np.ndarray, track: str) -> np.ndarray:
-    """(N, 10, 25) cosine similarity of each clip's segment features with each class caption."""
-    folder = data_dir / FEATURE_DIRS[track]
+def similarities(folder: Path, video_ids: list[str], text: np.ndarray, track: str) -> np.ndarray:
+    """(N, 10, 25) cosine similarity of each clip's segment features (`folder/<id>.npy`) with each class caption."""
     first = next((p for p in sorted(folder.glob("*.npy"))), None) if folder.is_dir() else None
     if first is None:
-        raise DataFileError(folder, f"no {track} feature files; priors are computed from the "
-                                    f"{FEATURE_DIRS[track]} segment embeddings")
+        raise DataFileError(folder, f"no {track} feature files; priors are computed from ({NUM_SEGMENTS}, d) "
+                                    f"segment embeddings (default folder {FEATURE_DIRS[track]}; another with "
+                                    f"--{track}-features)")
     shape, width = npy_shape(first, f"{track} features"), text.shape[1]
     if shape != (NUM_SEGMENTS, width):
         raise DataFileError(first, f"{track} features of shape {shape}; priors need ({NUM_SEGMENTS}, {width}) segment "
                                    f"embeddings in the space of the {width}-d caption embeddings (VALOR's (64, 768) "
-                                   "CLAP maps are not)")
+                                   f"CLAP maps are not: point --{track}-features at per-segment embeddings)")
     out = np.empty((len(video_ids), NUM_SEGMENTS, NUM_CLASSES), np.float32)
     for i, vid in enumerate(video_ids):
         feat = read_npy(child_path(folder, f"{vid}.npy"), shape=(NUM_SEGMENTS, width), kinds="f", finite=True,
@@ -132,7 +132,7 @@ def choose_thresholds(sim: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, l
             f1s.append(round(f1, 4))
     fitted = [c for c in range(NUM_CLASSES) if CLASSES[c] not in fallback]
     if not fitted:
-        raise DataFileError("val", "no class has a positive val segment; thresholds cannot be chosen on val "
+        raise DataFileError("the val split's truth", "no class has a positive val segment; thresholds cannot be chosen on val "
                                    "(give a thresholds file)")
     thresholds[[c for c in range(NUM_CLASSES) if CLASSES[c] in fallback]] = thresholds[fitted].mean()
     return thresholds, f1s, fallback
@@ -140,10 +140,14 @@ def choose_thresholds(sim: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, l
 
 def compute_priors(data_dir: str | Path, labels: LabelSet, text_audio: str | Path, text_visual: str | Path,
                    thresholds: str = "val", out_dir: str | Path | None = None,
-                   progress: Progress | None = None) -> PriorReport:
-    """Priors of every clip of `labels` (see the module docstring); written under `out_dir` (default DIR)."""
+                   progress: Progress | None = None,
+                   feature_dirs: dict[str, str | Path | None] | None = None) -> PriorReport:
+    """Priors of every clip of `labels` (see the module docstring); written under `out_dir` (default DIR).
+    `feature_dirs` may name other folders of (10, d) segment embeddings per track (default
+    DIR/CLAP/features, DIR/CLIP/features), e.g. when DIR/CLAP/features holds VALOR's CLAP maps."""
     data_dir, note = Path(data_dir), progress or (lambda stage, done, total: None)
     out = Path(out_dir) if out_dir is not None else data_dir
+    folders = {t: Path((feature_dirs or {}).get(t) or data_dir / FEATURE_DIRS[t]) for t in TRACKS}
     texts = {"audio": load_text(text_audio, "audio"), "visual": load_text(text_visual, "visual")}
     fixed = load_thresholds(thresholds) if thresholds != "val" else None
     val = labels.indices("val")
@@ -154,7 +158,7 @@ def compute_priors(data_dir: str | Path, labels: LabelSet, text_audio: str | Pat
     report = PriorReport(clips=len(labels), source="val" if fixed is None else str(thresholds), thresholds={})
     zeros = np.zeros((NUM_CLASSES, NUM_SEGMENTS), np.uint8)
     for track in TRACKS:
-        sim = similarities(data_dir, labels.video_ids, texts[track], track)
+        sim = similarities(folders[track], labels.video_ids, texts[track], track)
         note(f"{track} similarities", len(labels), len(labels))
         if fixed is None:
             truth_map = labels.truth_audio if track == "audio" else labels.truth_visual
@@ -173,6 +177,7 @@ def compute_priors(data_dir: str | Path, labels: LabelSet, text_audio: str | Pat
         report.written[track] = len(labels)
     meta = {"source": report.source, "thresholds": report.thresholds, "val_f1": report.val_f1,
             "fallback": report.fallback, "clips": report.clips, "text_audio": str(Path(text_audio).resolve()),
-            "text_visual": str(Path(text_visual).resolve()), "rule": "cos(feature, caption) > threshold, all classes"}
+            "text_visual": str(Path(text_visual).resolve()),
+            "features": {t: str(folders[t].resolve()) for t in TRACKS}, "rule": "cos(feature, caption) > threshold, all classes"}
     replace_file(out / REPORT, (json.dumps(meta, indent=1) + "\n").encode("utf-8"))
     return report

@@ -130,10 +130,20 @@ def _set_rng_state(state: dict[str, Any]) -> None:
 def _check_resumable(stored: dict[str, Any], config: TrainConfig) -> None:
     stored = json.loads(json.dumps(TrainConfig.from_dict(stored).to_dict()))  # JSON turns tuples into lists
     current = json.loads(json.dumps(config.to_dict()))
-    changed = sorted(k for k in current if k not in RESUMABLE_CHANGES and stored.get(k) != current[k])
+    changed = []
+    for key in sorted(current):
+        if key in RESUMABLE_CHANGES or stored.get(key) == current[key]:
+            continue
+        if isinstance(current[key], dict) and isinstance(stored.get(key), dict):  # name the option inside
+            inner = sorted(k for k in set(current[key]) | set(stored[key]) if current[key].get(k) != stored[key].get(k))
+            changed += [f"{key}.{k} ({stored[key].get(k)!r} -> {current[key].get(k)!r})" for k in inner]
+        else:
+            changed.append(f"{key} ({stored.get(key)!r} -> {current[key]!r})")
+    if stored.get("epochs") != current["epochs"] and current["scheduler"] in ("cosine", "warmup_cosine"):
+        changed.append(f"epochs ({stored.get('epochs')} -> {current['epochs']}; a {current['scheduler']} "
+                       "schedule is laid out over its epoch count, so changing it would jump the learning rate)")
     if changed:
-        raise RunDirError(f"cannot resume with different {', '.join(changed)} (stored: "
-                          f"{ {k: stored.get(k) for k in changed} }); use a new run folder")
+        raise RunDirError(f"cannot resume with a different {'; '.join(changed)}; use a new run folder")
 
 
 class _Run:
@@ -159,6 +169,9 @@ class _Run:
             self.model = torch.nn.parallel.DistributedDataParallel(self.core, device_ids=ids)
         began = time.monotonic()  # refusals and every input file the run reads, before the first epoch
         self.notes = task.prepare(self.core)
+        if config.scheduler == "warmup_cosine" and config.warmup_epochs >= config.epochs:
+            self.notes.append(f"warmup_epochs {config.warmup_epochs} >= epochs {config.epochs}: the whole run is "
+                              f"warm-up (the learning rate never reaches {config.lr:g})")
         for note in self.notes:
             self.log(note)
         self.log(f"prepared in {time.monotonic() - began:.1f}s")

@@ -246,6 +246,19 @@ def test_sloss_targets_and_simple_cases():
     assert loss.mu.grad < 0
 
 
+def test_sloss_leaves_out_clips_without_both_pseudo_labels():
+    """A clip lacking one pseudo-label file carries zeros for it: not a label of 'nothing happens'."""
+    loss = SegmentSimilarityLoss(mu_init=0.0)
+    pa = torch.zeros(2, 10, 25)
+    pa[:, :, 2] = 1
+    a, v = torch.randn(2, 10, 8), torch.randn(2, 10, 8)
+    only_first = loss(a[:1], v[:1], pa[:1], pa[:1])
+    masked = loss(a, v, pa, torch.stack([pa[0], torch.zeros(10, 25)]), torch.tensor([True, False]))
+    assert masked.item() == pytest.approx(only_first.item(), rel=1e-6)
+    unmasked = loss(a, v, pa, torch.stack([pa[0], torch.zeros(10, 25)]))
+    assert unmasked.item() != pytest.approx(only_first.item(), rel=1e-3)
+
+
 @pytest.mark.parametrize("name,feature_set", [("mug", "vggish"), ("link", "clip_clap")])
 def test_overfits_a_tiny_synthetic_set(name, feature_set):
     model = small(name, feature_set, hidden=64, dim_feedforward=64)

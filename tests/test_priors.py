@@ -119,3 +119,43 @@ def test_a_bad_thresholds_file_is_refused(demo, tmp_path):
     with pytest.raises(DataFileError, match="'audio' must be a list of 25 finite numbers"):
         compute_priors(demo, labels_from_folder(demo, pseudo=False), demo / "text/clap_captions.npy",
                        demo / "text/clip_captions.npy", thresholds=str(tmp_path / "t.json"), out_dir=tmp_path / "p")
+
+
+def test_priors_read_segment_embeddings_from_another_folder_when_clap_features_are_valors_maps(demo, tmp_path):
+    data = tmp_path / "valor"
+    shutil.copytree(demo, data)
+    shutil.move(data / "CLAP/features", tmp_path / "clap_segments")
+    (data / "CLAP/features").mkdir()
+    labels = labels_from_folder(data, pseudo=False)
+    for vid in labels.video_ids:
+        np.save(data / "CLAP/features" / f"{vid}.npy", np.ones((64, 768), np.float32))
+    code, _, err = run_cli(["prior", "--data", str(data), *text_args(data)])
+    assert code == 2 and "--audio-features" in err and "(64, 768)" in err
+    code, _, err = run_cli(["prior", "--data", str(data), *text_args(data), "--audio-features",
+                            str(tmp_path / "clap_segments")])
+    assert code == 0, err
+    reference = tmp_path / "ref"
+    compute_priors(demo, labels, demo / "text/clap_captions.npy", demo / "text/clip_captions.npy", out_dir=reference)
+    for track, got in read_priors(data, labels).items():
+        np.testing.assert_array_equal(got, read_priors(reference, labels)[track])
+
+
+def test_zero_priors_ablation_needs_no_prior_files(demo, tmp_path):
+    from inference.predict import predict
+    from inference.tasks.avvp import AVVPTask
+    from inference.train import train
+    from inference.train_config import TrainConfig
+
+    data = tmp_path / "d"
+    shutil.copytree(demo, data)
+    labels = labels_from_folder(data)
+    compute_priors(data, labels, data / "text/clap_captions.npy", data / "text/clip_captions.npy")
+    config = TrainConfig.for_model("mug", model_config={"hidden": 32, "dim_feedforward": 32, "random_text": True},
+                                   epochs=1, batch_size=8, device="cpu")
+    train(config, AVVPTask(labels, data), tmp_path / "run")
+    with_priors = predict(tmp_path / "run", labels, data, zero_priors=True)
+    for sub in PRIOR_DIRS.values():
+        shutil.rmtree(data / sub)
+    without_files = predict(tmp_path / "run", labels, data, zero_priors=True)
+    for a, b in zip(with_priors[:3], without_files[:3]):
+        np.testing.assert_array_equal(a, b)

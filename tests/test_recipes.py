@@ -116,3 +116,37 @@ def test_every_train_config_option_is_reachable_from_the_command_line():
     assert config.task_options == {"cmrc": 3, "cmrc_min_label_count": 2}
     covered = set(values) | {"model", "model_config", "task_options", "task"}  # task: the model's own
     assert covered == {f.name for f in dataclasses.fields(TrainConfig)}
+
+
+def valor_encoder_reference(layer, audio, visual, num_layers):
+    """VALOR's Encoder.forward (main_network.py), post-norm: audio first, then visual against the new audio."""
+    for _ in range(num_layers):
+        audio = layer(audio, visual)
+        visual = layer(visual, audio)
+    return audio, visual
+
+
+@pytest.mark.parametrize("model,sequential", [("han", False), ("valor", True), ("mug", True), ("link", True)])
+def test_layer_order_is_hans_for_han_and_valors_for_the_models_built_on_valor(model, sequential):
+    torch.manual_seed(0)
+    config = TrainConfig.for_model(model, model_config={"hidden": 32, "dim_feedforward": 32, "nhead": 2,
+                                                        "num_layers": 2, "feature_set": "vggish",
+                                                        **({"random_text": True} if model in ("mug", "link") else {})})
+    net = create_model(model, **config.model_config)
+    encoder = net.hat_encoder if model in ("han", "valor") else net.han.hat_encoder
+    assert encoder.sequential is sequential
+    encoder.eval()
+    audio, visual = torch.randn(2, 10, 32), torch.randn(2, 10, 32)
+    got = encoder(audio, visual)
+    a, v = audio, visual
+    for layer in encoder.layers:
+        if sequential:
+            a, v = valor_encoder_reference(layer, a, v, 1)
+        else:
+            a, v = layer(a, v), layer(v, a)
+    torch.testing.assert_close(got[0], a)
+    torch.testing.assert_close(got[1], v)
+    other = type(encoder)(encoder.layers[0], 2, not sequential)
+    other.layers = encoder.layers
+    other.eval()
+    assert not torch.allclose(other(audio, visual)[1], got[1])  # the order matters to the visual track

@@ -238,8 +238,12 @@ def test_stop_then_resume_equals_an_uninterrupted_run(trained, data, tmp_path):
     assert not (tmp_path / "metrics.json").exists() and load_checkpoint(tmp_path / "last.pt")["epoch"] == 1
     with pytest.raises(RunDirError, match="already holds"):
         train(small_config(), task, tmp_path)
-    with pytest.raises(RunDirError, match="different lr"):
+    with pytest.raises(RunDirError, match=r"different lr \(0.0003 -> 0.001\)"):
         train(small_config(lr=1e-3), task, tmp_path, resume=True)
+    changed = small_config()
+    changed.model_config["dropout"] = 0.3
+    with pytest.raises(RunDirError, match=r"model_config.dropout \(0.1 -> 0.3\)"):  # the option inside is named
+        train(changed, task, tmp_path, resume=True)
     resumed = train(small_config(), task, tmp_path, resume=True)
     assert not resumed.stopped and resumed.best_epoch == result.best_epoch
     assert resumed.test == result.test and resumed.val == result.val
@@ -353,3 +357,23 @@ def test_demo_predictions_beat_its_pseudo_labels(tmp_path):
                       np.stack([labels.truth_visual[n] for n in names]))
     assert result.test["segment"]["type"] > pseudo["segment"]["type"] + 5
     assert result.test["event"]["type"] > pseudo["event"]["type"]
+
+
+def test_a_run_that_is_all_warm_up_says_so_and_a_cosine_run_keeps_its_epoch_count(data, tmp_path):
+    _, task = data
+    train(small_config(scheduler="warmup_cosine", warmup_epochs=5, epochs=1), task, tmp_path)
+    assert "warmup_epochs 5 >= epochs 1: the whole run is warm-up" in (tmp_path / "train.log").read_text()
+    with pytest.raises(RunDirError, match="epochs \\(1 -> 2; a warmup_cosine schedule is laid out over its epoch"):
+        train(small_config(scheduler="warmup_cosine", warmup_epochs=5, epochs=2), task, tmp_path, resume=True)
+
+
+def test_caption_and_prior_options_are_refused_for_models_that_read_none(demo, tmp_path):
+    code, _, err = run_cli(["train", "--data", str(demo), "--model", "han", "--random-text", "--out", str(tmp_path / "r")])
+    assert code == 2 and "--random-text: the han model reads no caption embeddings (only models with PLSIM do: " \
+        in err and "Traceback" not in err
+    code, _, err = run_cli(["train", "--data", str(demo), "--model", "han", "--epochs", "1", "--batch-size", "4",
+                            "--model-config", json.dumps(SMALL), "--device", "cpu", "--out", str(tmp_path / "h")])
+    assert code == 0, err
+    code, _, err = run_cli(["predict", "--run", str(tmp_path / "h"), "--data", str(demo), "--zero-priors",
+                            "--out", str(tmp_path / "p")])
+    assert code == 2 and "--zero-priors: the han model reads no priors" in err

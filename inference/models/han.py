@@ -63,15 +63,25 @@ class HybridAttentionLayer(nn.Module):
 
 
 class HybridAttentionEncoder(nn.Module):
-    """HAN layers whose weights are shared by the audio and the visual track."""
+    """HAN layers whose weights are shared by the audio and the visual track.
 
-    def __init__(self, layer: HybridAttentionLayer, num_layers: int = 1):
+    `sequential` picks the order of the two updates in a layer. HAN's code (AVVP-ECCV20,
+    nets/net_audiovisual.py, Encoder) updates both tracks from the layer's inputs; VALOR's
+    (main_network.py, Encoder) updates audio first and lets visual attend to the UPDATED
+    audio, in every layer."""
+
+    def __init__(self, layer: HybridAttentionLayer, num_layers: int = 1, sequential: bool = False):
         super().__init__()
         self.layers = nn.ModuleList([copy.deepcopy(layer) for _ in range(num_layers)])
+        self.sequential = sequential
 
     def forward(self, audio: torch.Tensor, visual: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        for layer in self.layers:  # both tracks read the inputs of the layer (as the public code)
-            audio, visual = layer(audio, visual), layer(visual, audio)
+        for layer in self.layers:
+            if self.sequential:
+                audio = layer(audio, visual)
+                visual = layer(visual, audio)
+            else:
+                audio, visual = layer(audio, visual), layer(visual, audio)
         return audio, visual
 
 
@@ -112,6 +122,9 @@ class HANNetworkConfig(AVVPInputs):
     dim_feedforward: int = 512
     dropout: float = 0.1
     num_layers: int = 1
+    # False: HAN's layer order (both tracks read the layer's inputs); True: VALOR's (visual
+    # attends to the audio this layer just updated). See HybridAttentionEncoder.
+    sequential: bool = False
 
     RANGES = {"hidden": (1, 16384), "nhead": (1, 256), "dim_feedforward": (1, 65536), "dropout": (0.0, 0.99),
               "num_layers": (1, 64)}
@@ -170,7 +183,7 @@ class HAN(AVVPModel):
             self.fc_st = nn.Linear(shapes["motion"][1], h)
             self.fc_fusion = nn.Linear(2 * h, h)
         layer = HybridAttentionLayer(h, config.nhead, config.dim_feedforward, config.dropout)
-        self.hat_encoder = HybridAttentionEncoder(layer, config.num_layers)
+        self.hat_encoder = HybridAttentionEncoder(layer, config.num_layers, config.sequential)
         self.head = MMILPooling(h)
 
     def embed_audio(self, audio: torch.Tensor) -> torch.Tensor:
@@ -205,6 +218,7 @@ class HAN(AVVPModel):
 
 @dataclass
 class VALORConfig(HANNetworkConfig):
+    sequential: bool = True  # VALOR's Encoder order
     video_loss_weight: float = 1.0
     segment_loss_weight: float = 1.0
 

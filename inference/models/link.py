@@ -97,9 +97,12 @@ class SegmentSimilarityLoss(nn.Module):
         return F.normalize(audio, dim=-1) @ F.normalize(visual, dim=-1).transpose(1, 2)
 
     def forward(self, audio: torch.Tensor, visual: torch.Tensor, pseudo_audio: torch.Tensor,
-                pseudo_visual: torch.Tensor) -> torch.Tensor:
+                pseudo_visual: torch.Tensor, has_pseudo: torch.Tensor | None = None) -> torch.Tensor:
+        """`has_pseudo` (B,) leaves out clips lacking a pseudo-label file (their zero rows are not labels)."""
         s = self.similarity(audio, visual)
         r, valid = self.targets(pseudo_audio, pseudo_visual)
+        if has_pseudo is not None:
+            valid = valid & has_pseudo.view(-1, 1, 1).bool()
         per_pair = self.weight(s.detach()) * (s - r.to(s.dtype)) ** 2
         keep = valid.to(s.dtype)
         return (per_pair * keep).sum() / keep.sum().clamp(min=1.0)
@@ -107,6 +110,7 @@ class SegmentSimilarityLoss(nn.Module):
 
 @dataclass
 class LINKConfig(HANNetworkConfig):
+    sequential: bool = True  # built on VALOR's network, so VALOR's layer order (han.HybridAttentionEncoder)
     feature_set: str = "clip_clap"  # the paper uses CLIP + CLAP features
     # TSAM
     tsa_reduction: int = 2
@@ -192,7 +196,7 @@ class LINK(AVVPModel):
         parts["label"] = float(label.detach())
         if self.s_loss is not None:
             avss = self.s_loss(outputs["feat_audio"], outputs["feat_visual"], batch["pseudo_audio"],
-                               batch["pseudo_visual"])
+                               batch["pseudo_visual"], batch.get("has_pseudo"))
             total = total + avss
             parts["avss"], parts["mu"] = float(avss.detach()), float(self.s_loss.mu.detach())
         return total, parts

@@ -171,6 +171,7 @@ class MambaFeatureEnhancement(nn.Module):
 
 @dataclass
 class MUGConfig(HANNetworkConfig):
+    sequential: bool = True  # built on VALOR's network, so VALOR's layer order (han.HybridAttentionEncoder)
     # Mamba parts (AMF, MFE)
     d_state: int = 16
     d_conv: int = 4

@@ -21,7 +21,7 @@ from annotation.errors import DataFileError
 from annotation.importer import PSEUDO_DIRS
 from inference.checkpoint import RunError
 from inference.data import (
-    PRIOR_COMMAND, PRIOR_DIRS, AVVPDataset, FeatureStore, LabelSet, collate_items, detect_shapes, feature_parts,
+    PRIOR_COMMAND, PRIOR_DIRS, PRIOR_SHAPE, AVVPDataset, FeatureStore, LabelSet, collate_items, detect_shapes, feature_parts,
     prior_parts,
 )
 from inference.metrics import evaluate_probabilities
@@ -61,8 +61,9 @@ def infer(model: torch.nn.Module, dataset: Dataset, device: torch.device, batch_
     seg_a, seg_v, glob = [], [], []
     try:
         for batch in loader:
-            if zero_priors:
-                batch = {k: torch.zeros_like(v) if k.startswith("prior_") else v for k, v in batch.items()}
+            if zero_priors:  # the prior files are not read at all: all-zero priors instead
+                rows = len(next(iter(batch.values())))
+                batch.update({f"prior_{t}": torch.zeros(rows, *PRIOR_SHAPE) for t in ("audio", "visual")})
             out = model(to_device(batch, device))
             seg_a.append(out["segment_audio"].transpose(1, 2).float().cpu().numpy())
             seg_v.append(out["segment_visual"].transpose(1, 2).float().cpu().numpy())
@@ -135,7 +136,9 @@ class AVVPTask:
     def attach(self, model: AVVPModel) -> None:
         """Read the inputs `model` takes (its feature set and shapes; priors if it reads them)."""
         parts = feature_parts(model.config.feature_set, model.config.resolve_inputs())
-        if model.needs_priors:
+        if self.zero_priors and not model.needs_priors:
+            raise RunError(f"--zero-priors: the {model.model_name} model reads no priors")
+        if model.needs_priors and not self.zero_priors:
             parts.update(prior_parts())
         self.features = FeatureStore(self.data_dir, parts, cache=self.cache)
         self.model = model
