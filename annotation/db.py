@@ -123,8 +123,10 @@ def open_database(db: str, create: bool = True, readonly: bool = False) -> Engin
     processes open a new database at once) and sets SQLite's WAL mode; `create=False`
     refuses a SQLite file that does not exist yet. `readonly=True` (stats, export, training
     from the store) never creates, migrates or changes anything, works in a read-only
-    folder, and refuses an empty database. Either way a database that is not ours, or whose
-    schema is newer than this program, is refused before anything touches it.
+    folder, and refuses an empty database; it reads an older schema as it is (each migration
+    only added tables: readers of a newer table check `has_table` and find nothing). Either way
+    a database that is not ours, or whose schema is newer than this program, is refused before
+    anything touches it.
     """
     try:
         url = make_url(normalise_url(db))
@@ -141,10 +143,6 @@ def open_database(db: str, create: bool = True, readonly: bool = False) -> Engin
         head = _known_revisions()[1]
         if readonly and revision is None:
             raise DatabaseError(f"{where} holds no AVVP Studio data (an empty database); import a dataset first")
-        if readonly and revision != head:
-            raise DatabaseError(f"{where} has the older schema revision {revision!r} (this program: {head!r}); "
-                                "open it once with a command that writes (avvp-studio import, or the window) to "
-                                "upgrade it")
         if not readonly:
             if url.get_backend_name() == "sqlite":
                 event.listen(engine, "connect", _sqlite_pragmas)
@@ -265,3 +263,8 @@ def _migrate(engine: Engine) -> None:
             cfg = alembic_config()
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
+
+
+def has_table(engine: Engine, name: str) -> bool:
+    """Whether the schema has `name` (a read-only open of an older schema lacks the newer tables)."""
+    return inspect(engine).has_table(name)

@@ -24,13 +24,18 @@ from annotation.importer import PSEUDO_DIRS, WEAK_FILES
 from annotation.llp_csv import write_dense_csv, write_weak_csv
 from annotation.models import Clip, LabelTrack, Review
 from annotation.npyfile import npy_bytes
+from annotation.predictions import run_scores, scored_sources
 from annotation.store import SPLITS, TRACKS, as_utc, validate_source
 from annotation.taxonomy import parse_label_list
 
 Progress = Callable[[str, int, int], None]
 EXPORT_SOURCES_HELP = "manual|pseudo|truth|prediction:RUN|best"
 MARKER = "export.json"
-OWNED = ("audio.csv", "visual.csv", "status.csv", MARKER, *WEAK_FILES.values(), *PSEUDO_DIRS.values())
+# with --probabilities (prediction runs): the float32 probabilities beside the 0/1 files
+PROB_DIRS = {"audio": "CLAP/segment_probabilities", "visual": "CLIP/segment_probabilities"}
+VIDEO_PROB_DIR = "video_probabilities"
+OWNED = ("audio.csv", "visual.csv", "status.csv", MARKER, *WEAK_FILES.values(), *PSEUDO_DIRS.values(),
+         *PROB_DIRS.values(), VIDEO_PROB_DIR)
 
 
 class ExportError(ValueError):
@@ -76,6 +81,7 @@ class ExportReport:
     exported: dict[str, int] = field(default_factory=dict)  # track -> clips with a grid
     missing: dict[str, int] = field(default_factory=dict)  # track -> clips without one
     rows: dict[str, int] = field(default_factory=dict)  # track -> dense CSV rows
+    probabilities: int = 0  # clips whose probabilities were written (--probabilities)
 
 
 def write_pseudo_npy(path: Path, grid: np.ndarray) -> None:
@@ -117,13 +123,23 @@ def _check_names(clips: list) -> None:
 
 
 def export_labels(
-    engine: Engine, out_dir: str | Path, source: str = "best", split: str = "all", progress: Progress | None = None
+    engine: Engine, out_dir: str | Path, source: str = "best", split: str = "all", progress: Progress | None = None,
+    probabilities: bool = False,
 ) -> ExportReport:
     """Export into OUT, replacing only what an export owns there (its CSVs, export.json and the two
     pseudo-label folders) as one change: a failure (full disk, kill) at any point leaves the
-    previous export as it was, and never a mix of two; anything else in OUT is left alone."""
+    previous export as it was, and never a mix of two; anything else in OUT is left alone.
+    `probabilities` (prediction runs only) adds the (10, 25) float32 segment probabilities per
+    track (`CLAP/segment_probabilities`, `CLIP/segment_probabilities`) and the (25,) video-level
+    ones (`video_probabilities`), named as the 0/1 files."""
     note = progress or (lambda stage, done, total: None)
     check_request(engine, source, split)
+    if probabilities:
+        if not source.startswith("prediction:"):
+            raise ExportError(f"--probabilities: only prediction runs have probabilities, not {source!r}")
+        if source not in scored_sources(engine):
+            raise ExportError(f"--probabilities: the run {source!r} was stored without probabilities (runs "
+                              "predicted before they were kept); predict it again with --db")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     out = out.resolve()  # a link to a folder: the export goes where it points
@@ -132,7 +148,7 @@ def export_labels(
         _check_target(out)
         try:
             with staged_update(out, OWNED) as build:
-                report = _write_export(engine, build, source, split, note)
+                report = _write_export(engine, build, source, split, note, probabilities)
         except OSError as exc:
             raise ExportError(f"{out}: export failed: {exc.strerror or exc}"
                               f"{f' ({exc.filename})' if exc.filename else ''}; the previous export there is "
@@ -140,7 +156,25 @@ def export_labels(
     return report
 
 
-def _write_export(engine: Engine, out: Path, source: str, split: str, note: Progress) -> ExportReport:
+def _write_probabilities(engine: Engine, out: Path, source: str, clips: list, note: Progress) -> int:
+    scores = run_scores(engine, source)
+    kept = [clip for clip in clips if clip.id in scores]
+    for folder in (*PROB_DIRS.values(), VIDEO_PROB_DIR):
+        (out / folder).mkdir(parents=True)
+    for i, clip in enumerate(kept, 1):
+        s = scores[clip.id]
+        for track in TRACKS:
+            grid = s.audio if track == "audio" else s.visual
+            write_new(child_path(out / PROB_DIRS[track], f"{clip.video_id}.npy"),
+                      npy_bytes(np.ascontiguousarray(grid.T, dtype=np.float32)))
+        write_new(child_path(out / VIDEO_PROB_DIR, f"{clip.video_id}.npy"), npy_bytes(s.video.astype(np.float32)))
+        if i % 2000 == 0 or i == len(kept):
+            note("probabilities", i, len(kept))
+    return len(kept)
+
+
+def _write_export(engine: Engine, out: Path, source: str, split: str, note: Progress,
+                  probabilities: bool = False) -> ExportReport:
     r = Review.__table__
     with snapshot(engine) as conn:  # labels and review states of one moment
         clips, grids = select_grids(conn, source, split)
@@ -178,7 +212,9 @@ def _write_export(engine: Engine, out: Path, source: str, split: str, note: Prog
                 (rev.annotator or "") if rev is not None else "",
                 when.isoformat(timespec="seconds") if when else "",
             ))
+    if probabilities:
+        report.probabilities = _write_probabilities(engine, out, source, clips, note)
     marker = {"source": source, "split": split, "clips": report.clips, "exported": report.exported,
-              "rows": report.rows}
+              "rows": report.rows, "probabilities": report.probabilities}
     (out / MARKER).write_text(json.dumps(marker, indent=2), encoding="utf-8")
     return report

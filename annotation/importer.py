@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from sqlalchemy import Engine, and_, bindparam, insert, select, update
+from sqlalchemy import Engine, and_, bindparam, delete, insert, select, update
 
 from annotation.clipname import parse_clip_name
 from annotation.db import write_transaction
@@ -21,7 +21,8 @@ from annotation.errors import DataFileError
 from annotation.files import present
 from annotation.grid import PSEUDO_SHAPE, from_pseudo_layout, pack
 from annotation.llp_csv import DenseTally, dense_grids, iter_dense_csv, read_weak_csv
-from annotation.models import Clip, FeatureSet, LabelTrack, Review
+from annotation.models import Clip, FeatureSet, LabelTrack, PredictionScores, Review
+from annotation.predictions import pack_scores
 from annotation.npyfile import npy_shape, read_npy
 from annotation.store import utcnow, validate_source
 from annotation.taxonomy import format_label_list
@@ -227,19 +228,26 @@ def upsert_tracks(conn, grids: dict[int, np.ndarray], track: str, source: str, w
     return len(adds), len(updates)
 
 
-def store_predictions(engine: Engine, run: str, audio: dict[str, np.ndarray], visual: dict[str, np.ndarray]) -> int:
-    """Binary prediction grids by filename -> source 'prediction:<run>' (the GUI shows the newest run)."""
+def store_predictions(engine: Engine, run: str, audio: dict[str, np.ndarray], visual: dict[str, np.ndarray],
+                      scores: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None) -> int:
+    """Binary prediction grids by filename -> source 'prediction:<run>', with the probabilities they came
+    from when given (`scores`: filename -> (audio (25, 10), visual (25, 10), video-level (25,)))."""
     source = validate_source(f"prediction:{run}")
-    c = Clip.__table__
+    c, p = Clip.__table__, PredictionScores.__table__
     now = utcnow()
     with write_transaction(engine) as conn:
         ids = dict(conn.execute(select(c.c.filename, c.c.id)).all())
-        missing = sorted(set(audio) - set(ids))
+        missing = sorted((set(audio) | set(scores or {})) - set(ids))
         if missing:
             raise DataFileError(engine.url.render_as_string(hide_password=True),
                                 f"{len(missing)} predicted clip(s) are not in the database, e.g. {missing[0]}")
         for track, by_file in (("audio", audio), ("visual", visual)):
             upsert_tracks(conn, {ids[f]: g for f, g in by_file.items()}, track, source, f"run {run}", now)
+        if scores:
+            conn.execute(delete(p).where(and_(p.c.source == source, p.c.clip_id.in_([ids[f] for f in scores]))))
+            conn.execute(insert(p), [dict(clip_id=ids[f], source=source, audio=pack_scores(a, (25, 10)),
+                                          visual=pack_scores(v, (25, 10)), video=pack_scores(g, (25,)))
+                                     for f, (a, v, g) in scores.items()])
     return len(audio)
 
 

@@ -85,3 +85,52 @@ class FeatureSet(Base):
     path: Mapped[str] = mapped_column(Text)
     files: Mapped[int] = mapped_column(Integer)
     shape: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class Presence(Base):
+    """Who has which clip open right now: one row per running window, refreshed by a heartbeat
+    (rows older than the stale limit are ignored and swept), so a team sees "being edited by"."""
+
+    __tablename__ = "presence"
+
+    session: Mapped[str] = mapped_column(String(64), primary_key=True)
+    annotator: Mapped[str] = mapped_column(String(128))
+    clip_id: Mapped[int | None] = mapped_column(ForeignKey("clips.id", ondelete="SET NULL"), nullable=True, index=True)
+    seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Run(Base):
+    """A training run, from the window or `train --db`: what was trained on what, its state, and its
+    val/test numbers (JSON as in the run's metrics.json), so runs can be listed and compared."""
+
+    __tablename__ = "runs"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    model: Mapped[str] = mapped_column(String(32))
+    task: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), index=True)  # running | finished | stopped | failed
+    config: Mapped[str] = mapped_column(Text)  # TrainConfig JSON
+    data_dir: Mapped[str] = mapped_column(Text)
+    run_dir: Mapped[str] = mapped_column(Text)
+    device: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    started_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    best_epoch: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    metrics: Mapped[str | None] = mapped_column(Text, nullable=True)  # {"val", "test", "per_class"} JSON
+    checkpoint: Mapped[str | None] = mapped_column(Text, nullable=True)
+    message: Mapped[str | None] = mapped_column(Text, nullable=True)  # why it failed or stopped
+
+
+class PredictionScores(Base):
+    """The probabilities behind a prediction run's 0/1 grids: (25, 10) float32 segment probabilities per
+    track and the (25,) video-level ones (the 0/1 grid is what the published rule derives from them)."""
+
+    __tablename__ = "prediction_scores"
+
+    clip_id: Mapped[int] = mapped_column(ForeignKey("clips.id", ondelete="CASCADE"), primary_key=True)
+    source: Mapped[str] = mapped_column(String(80), primary_key=True, index=True)
+    audio: Mapped[bytes] = mapped_column(LargeBinary)
+    visual: Mapped[bytes] = mapped_column(LargeBinary)
+    video: Mapped[bytes] = mapped_column(LargeBinary)

@@ -30,11 +30,14 @@ from annotation.models import Clip, LabelTrack, Review
 from annotation.store import REVIEW_STATUSES, as_utc
 from annotation.taxonomy import NUM_CLASSES, NUM_SEGMENTS
 
-QueueSort = Literal["id", "weak_count", "disagreement"]
-SORTS: tuple[str, ...] = ("id", "weak_count", "disagreement")
+QueueSort = Literal["id", "weak_count", "disagreement", "uncertainty_audio", "uncertainty_visual", "model_disagreement"]
+SORTS: tuple[str, ...] = ("id", "weak_count", "disagreement", "uncertainty_audio", "uncertainty_visual",
+                          "model_disagreement")
+MODEL_SORTS = SORTS[3:]  # need a prediction run (`ReviewQueue.attach_run`); 0 for every clip without one
 RATE_WINDOW = timedelta(hours=1)
 MIN_PACE_SPAN = 300.0  # seconds; a pace measured over less says nothing (3 quick clips != 2000 clips/h)
 _CLASS_BITS = np.arange(NUM_CLASSES, dtype=np.int64)
+TRACK_INDEX = {"audio": 0, "visual": 1}
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,18 @@ class QueueFilter:
                 raise ValueError(f"unknown review status(es) {sorted(unknown)}; expected some of {REVIEW_STATUSES}")
         if self.class_index is not None and not 0 <= self.class_index < NUM_CLASSES:
             raise ValueError(f"class index {self.class_index} outside 0..{NUM_CLASSES - 1}")
+
+    def to_dict(self) -> dict:
+        return {"split": self.split, "statuses": sorted(self.statuses) if self.statuses is not None else None,
+                "empty_visual": self.empty_visual, "class_index": self.class_index, "text": self.text}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "QueueFilter":
+        """From `to_dict`'s output; raises ValueError (or TypeError) for anything else."""
+        statuses = data.get("statuses")
+        return cls(split=data.get("split"), statuses=None if statuses is None else frozenset(statuses),
+                   empty_visual=data.get("empty_visual"), class_index=data.get("class_index"),
+                   text=str(data.get("text", "")))
 
 
 DEFAULT_FILTER = QueueFilter()
@@ -214,6 +229,69 @@ class ReviewQueue:
         self._disagreement = np.where(both, disagreement(audio, visual, self._weak), 0.0)
         self._has_manual = np.asarray(has_manual, dtype=bool)
         self._rows: list[QueueRow | None] = [None] * len(self._ids)
+        n = len(self._ids)
+        self.run: str | None = None  # the prediction source the model sorts use
+        self._model = {name: np.zeros(n) for name in MODEL_SORTS}
+        self._run_grids = np.zeros((n, 2, NUM_CLASSES, NUM_SEGMENTS), np.uint8)
+        self._has_run = np.zeros(n, bool)
+
+    def attach_run(self, engine: Engine, source: str | None) -> "ReviewQueue":
+        """The model sorts follow prediction run `source` (None: none). Per clip and track,
+        uncertainty is the mean over its 250 cells of 1 - |2p - 1| (1 where the model says 0.5, 0
+        where it is sure; the same 250 cells for every clip, so the order is that of the summed
+        doubt); model disagreement is the fraction of the clip's 500 cells where the run's 0/1
+        prediction differs from the labels as they are now (manual where edited, else pseudo).
+        Clips the run did not predict score 0."""
+        from annotation.predictions import run_scores  # no cost for windows that never attach a run
+
+        n = len(self._ids)
+        self.run = source
+        self._model = {name: np.zeros(n) for name in MODEL_SORTS}
+        self._run_grids = np.zeros((n, 2, NUM_CLASSES, NUM_SEGMENTS), np.uint8)
+        self._has_run = np.zeros(n, bool)
+        self._rows = [None] * n
+        if source is None:
+            return self
+        for clip_id, scores in run_scores(engine, source).items():
+            position = self.position_of(clip_id)
+            if position is not None:
+                for track, probs in (("audio", scores.audio), ("visual", scores.visual)):
+                    self._model[f"uncertainty_{track}"][position] = float(np.mean(1 - np.abs(2 * probs - 1)))
+        t = LabelTrack.__table__
+        with engine.connect() as conn:
+            rows = conn.execute(select(t.c.clip_id, t.c.track, t.c.cells)
+                                .where(t.c.source == source)).all()
+        for clip_id, track, cells in rows:
+            position = self.position_of(clip_id)
+            if position is not None:
+                self._run_grids[position, TRACK_INDEX[track]] = unpack_many([cells])[0]
+                self._has_run[position] = True
+        self._update_model_disagreement(engine, np.flatnonzero(self._has_run))
+        return self
+
+    def _update_model_disagreement(self, engine: Engine, positions: np.ndarray) -> None:
+        if self.run is None or len(positions) == 0:
+            return
+        t = LabelTrack.__table__
+        ids = self._ids[positions].tolist()
+        current = np.zeros((len(positions), 2, NUM_CLASSES, NUM_SEGMENTS), np.uint8)
+        rank = np.full((len(positions), 2), -1)
+        index = {clip_id: i for i, clip_id in enumerate(ids)}
+        with engine.connect() as conn:
+            for start in range(0, len(ids), 5000):  # parameter lists stay small
+                chunk = ids[start:start + 5000]
+                rows = conn.execute(select(t.c.clip_id, t.c.track, t.c.source, t.c.cells).where(
+                    t.c.clip_id.in_(chunk), t.c.source.in_(("manual", "pseudo")))).all()
+                for clip_id, track, source, cells in rows:
+                    i, k, level = index[clip_id], TRACK_INDEX[track], 1 if source == "manual" else 0
+                    if level > rank[i, k]:  # manual wins over pseudo
+                        current[i, k], rank[i, k] = unpack_many([cells])[0], level
+        differ = (current != self._run_grids[positions]).mean(axis=(1, 2, 3))
+        self._model["model_disagreement"][positions] = np.where(self._has_run[positions], differ, 0.0)
+
+    def model_score(self, clip_id: int, sort: str) -> float:
+        position = self.position_of(clip_id)
+        return 0.0 if position is None else float(self._model[sort][position])
 
     def _status_code(self, status: str) -> int:
         # statuses outside REVIEW_STATUSES (written by a newer version) still show, under their own name
@@ -227,40 +305,53 @@ class ReviewQueue:
         return len(self._ids)
 
     # ---- querying ---------------------------------------------------------------------
-    def mask(self, flt: QueueFilter, ignore_status: bool = False) -> np.ndarray:
-        """Bool per loaded clip: does it pass `flt`?"""
-        keep = np.ones(len(self._ids), dtype=bool)
+    def mask(self, flt: QueueFilter, ignore_status: bool = False, at: np.ndarray | None = None) -> np.ndarray:
+        """Bool per loaded clip (or per position of `at`): does it pass `flt`?"""
+        at = np.arange(len(self._ids)) if at is None else np.asarray(at, dtype=np.int64)
+        keep = np.ones(len(at), dtype=bool)
         if flt.split is not None and flt.split != "all":
             code = self._split_names.index(flt.split) if flt.split in self._split_names else -1
-            keep &= self._split == code
+            keep &= self._split[at] == code
         if flt.statuses is not None and not ignore_status:
             codes = [i for i, s in enumerate(self._status_names) if s in flt.statuses]
-            keep &= np.isin(self._status, codes)
+            keep &= np.isin(self._status[at], codes)
         if flt.empty_visual is not None:
-            keep &= self._empty_visual == (1 if flt.empty_visual else 0)
+            keep &= self._empty_visual[at] == (1 if flt.empty_visual else 0)
         if flt.class_index is not None:
-            keep &= self._weak[:, flt.class_index]
+            keep &= self._weak[at, flt.class_index]
         if flt.text:
             needle = flt.text.lower()
             candidates = np.flatnonzero(keep)
             lower = self._lower
-            hits = np.fromiter((needle in lower[i] for i in candidates.tolist()), dtype=bool, count=len(candidates))
+            hits = np.fromiter((needle in lower[i] for i in at[candidates].tolist()), dtype=bool,
+                               count=len(candidates))
             keep[candidates[~hits]] = False
         return keep
 
-    def positions(self, flt: QueueFilter | None = DEFAULT_FILTER, sort: QueueSort = "id",
-                  descending: bool = False) -> np.ndarray:
-        """Row positions (for `row_at`) of the clips passing `flt` (None: every clip), in queue order.
+    def passes(self, clip_id: int, flt: QueueFilter) -> bool:
+        """Does one clip pass `flt` (as `mask` would say, without a pass over the whole queue)?"""
+        position = self.position_of(clip_id)
+        return position is not None and bool(self.mask(flt, at=np.array([position]))[0])
 
-        Ties keep clip-id order whichever the direction, so the order never flickers.
+    def positions(self, flt: QueueFilter | None = DEFAULT_FILTER, sort: QueueSort = "id",
+                  descending: bool = False, include: set[int] | frozenset[int] = frozenset()) -> np.ndarray:
+        """Row positions (for `row_at`) of the clips passing `flt` (None: every clip) or in `include`,
+        in queue order. Ties keep clip-id order whichever the direction, so the order never flickers.
         """
         if sort not in SORTS:
             raise ValueError(f"unknown sort {sort!r}; expected one of {SORTS}")
         # ids are ascending, so idx is in id order
-        idx = np.arange(len(self._ids)) if flt is None else np.flatnonzero(self.mask(flt))
+        if flt is None:
+            idx = np.arange(len(self._ids))
+        else:
+            keep = self.mask(flt)
+            if include:
+                keep |= np.isin(self._ids, np.fromiter(include, dtype=np.int64, count=len(include)))
+            idx = np.flatnonzero(keep)
         if sort == "id":
             return idx[::-1].copy() if descending else idx
-        key = (self._weak_count if sort == "weak_count" else self._disagreement)[idx]
+        column = {"weak_count": self._weak_count, "disagreement": self._disagreement, **self._model}[sort]
+        key = column[idx]
         return idx[np.lexsort((self._ids[idx], -key if descending else key))]
 
     def rows(self, flt: QueueFilter | None = DEFAULT_FILTER, sort: QueueSort = "id",
@@ -335,6 +426,7 @@ class ReviewQueue:
             self._disagreement[position] = disagreement(grids[:1], grids[1:], self._weak[position:position + 1])[0]
         else:
             self._disagreement[position] = 0.0
+        self._update_model_disagreement(engine, np.array([position]))  # an edit moves it
         self._rows[position] = None
         return self.row_at(position)
 

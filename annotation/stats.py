@@ -40,9 +40,8 @@ def dataset_stats(engine: Engine) -> dict:
 
 
 def format_stats(stats: dict) -> str:
-    lines = ["clips            " + "  ".join(f"{s}: {n}" for s, n in stats["clips"].items())]
-    lines.append("empty visual     " + "  ".join(f"{s}: {n}" for s, n in stats["empty_visual_pseudo"].items()))
-    lines.append("review           " + "  ".join(f"{s}: {n}" for s, n in stats["review"].items()))
-    for source, tracks in sorted(stats["tracks"].items()):
-        lines.append(f"tracks {source:<10}" + "  ".join(f"{k}: {v}" for k, v in sorted(tracks.items())))
-    return "\n".join(lines)
+    """Aligned text: one row per quantity, the label column as wide as the longest label."""
+    rows = [("clips", stats["clips"]), ("empty visual", stats["empty_visual_pseudo"]), ("review", stats["review"])]
+    rows += [(f"tracks {source}", dict(sorted(tracks.items()))) for source, tracks in sorted(stats["tracks"].items())]
+    width = max(len(label) for label, _ in rows) + 2
+    return "\n".join(label.ljust(width) + "  ".join(f"{k}: {v}" for k, v in values.items()) for label, values in rows)

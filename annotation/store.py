@@ -296,6 +296,22 @@ class LabelStore:
             raise ConflictError(what, expected_version, current) from None
         return ReviewState(status, annotator, now, note, expected_version + 1)
 
+    def versions(self, clip_id: int) -> dict[str, int]:
+        """{"<track>/<source>": version, "review": version} of a clip: what a window compares with
+        what it showed to notice another annotator's save (one indexed query)."""
+        t, r = LabelTrack.__table__, Review.__table__
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(t.c.track, t.c.source, t.c.version).where(t.c.clip_id == clip_id)).all()
+            review = conn.execute(select(r.c.version).where(r.c.clip_id == clip_id)).scalar()
+        return {**{f"{row.track}/{row.source}": row.version for row in rows}, "review": review or 0}
+
+    def last_edit(self, clip_id: int) -> EditRecord | None:
+        e = Edit.__table__
+        with self.engine.connect() as conn:
+            r = conn.execute(select(e).where(e.c.clip_id == clip_id).order_by(e.c.id.desc()).limit(1)).first()
+        return None if r is None else EditRecord(r.id, r.kind, r.track, r.source, r.before, r.after, r.annotator,
+                                                 as_utc(r.at))
+
     def history(self, clip_id: int) -> list[EditRecord]:
         e = Edit.__table__
         with self.engine.connect() as conn:

@@ -6,7 +6,6 @@ import getpass
 import os
 import sys
 
-from annotation.db import open_database
 from annotation.stats import dataset_stats
 from app.settings import data_dir, default_demo_dir, resolve_database
 
@@ -47,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     from PySide6.QtWidgets import QApplication, QInputDialog, QMessageBox
 
+    from ui.database_dialog import open_or_choose
     from ui.main_window import MainWindow
     from ui.preferences import Preferences
     from ui.progress_dialog import TaskProgressDialog
@@ -56,10 +56,20 @@ def run(args: argparse.Namespace) -> int:
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setApplicationName("AVVP Studio")
     app.setOrganizationName("AVVP Studio")
-    prefs = Preferences(data_dir() / "settings.ini")
+    try:
+        prefs = Preferences(data_dir() / "settings.ini")
+    except OSError as exc:  # launched from a desktop icon there is no terminal: say it in a window too
+        reason = (f"AVVP Studio cannot create its settings folder {data_dir()}:\n{exc.strerror or exc}\n\n"
+                  "Set AVVP_STUDIO_HOME to a folder you can write to.")
+        print(f"error: {reason}", file=sys.stderr)
+        QMessageBox.critical(None, "Cannot start AVVP Studio", reason)
+        return 2
     apply_theme(app, dark_for(prefs.theme))
-    url = resolve_database(args.db)
-    engine = open_database(url)
+    opened = open_or_choose(resolve_database(args.db))
+    if opened is None:
+        print("error: no database could be opened; nothing was started", file=sys.stderr)
+        return 2
+    engine, url = opened
 
     if not prefs.annotator:
         name, ok = QInputDialog.getText(None, "Welcome to AVVP Studio",

@@ -7,6 +7,7 @@ distributed run only rank 0 calls the callbacks.
 """
 from __future__ import annotations
 
+import json
 import sys
 import threading
 import time
@@ -96,3 +97,53 @@ class PrintProgress(TrainCallback):
             self._print(f"train: stopped after epoch {result.epochs_done}; resume with --resume")
         else:
             self._print(f"train: done, best epoch {result.best_epoch}")
+
+
+def _jsonable(value: Any) -> Any:
+    """Paths, numpy numbers and the like as JSON; NaN as null (strict JSON readers refuse NaN)."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float):
+        return value if value == value and abs(value) != float("inf") else None
+    if isinstance(value, (str, int, bool)) or value is None:
+        return value
+    if hasattr(value, "item"):
+        return _jsonable(value.item())
+    return str(value)
+
+
+class JsonEvents(TrainCallback):
+    """One JSON object per line on `stream` for a program to read (the window's training panel):
+
+    {"event": "start", ...on_train_start's info}
+    {"event": "step", "epoch", "step", "steps", "loss", "eta", "t"}   (every optimiser step)
+    {"event": "epoch", "epoch", "train_loss", "lr", "seconds", "val", "best"}
+    {"event": "end", "best_epoch", "epochs_done", "stopped", "val", "test"}
+    and, from the command around the run: "predicted" (split, clips, source), "error" (message),
+    "done" (status, code). `t` is seconds since the start (monotonic)."""
+
+    def __init__(self, stream: IO[str] | None = None):
+        self.stream = stream or sys.stdout
+        self.began = time.monotonic()
+
+    def emit(self, event: str, **fields: Any) -> None:
+        self.stream.write(json.dumps({"event": event, **_jsonable(fields)}, separators=(",", ":")) + "\n")
+        self.stream.flush()
+
+    def on_train_start(self, info: dict[str, Any]) -> None:
+        self.began = time.monotonic()
+        self.emit("start", **info)
+
+    def on_step(self, epoch: int, step: int, steps: int, loss: float, eta_seconds: float) -> None:
+        self.emit("step", epoch=epoch, step=step, steps=steps, loss=loss, eta=round(eta_seconds, 2),
+                  t=round(time.monotonic() - self.began, 3))
+
+    def on_epoch_end(self, epoch: int, metrics: dict[str, Any], is_best: bool) -> None:
+        self.emit("epoch", epoch=epoch, train_loss=metrics["train_loss"], lr=metrics.get("lr"),
+                  seconds=metrics["seconds"], val=metrics.get("val"), best=is_best)
+
+    def on_train_end(self, result: Any) -> None:
+        self.emit("end", best_epoch=result.best_epoch, epochs_done=result.epochs_done, stopped=result.stopped,
+                  val=result.val, test=result.test)

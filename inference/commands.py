@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import getpass
 import re
 import signal
 import sys
@@ -20,13 +21,14 @@ from annotation.errors import DataFileError
 from annotation.files import FolderBusyError, present
 from annotation.importer import store_predictions
 from annotation.npyfile import read_npy
-from inference.callbacks import PrintProgress
+from annotation.runs import RunNameError, check_run_name, finish_run, start_run, update_run
+from inference.callbacks import JsonEvents, PrintProgress, TrainCallback
 from inference.checkpoint import RunError, read_run_config
-from inference.data import LabelSet, labels_from_folder, labels_from_store
-from inference.metrics import binarize, format_table
+from inference.data import LabelSet, check_same_clips, labels_from_folder, labels_from_store
+from inference.metrics import binarize, format_table, per_class_f1
 from inference.models import UnknownModelError, get_entry, model_names
-from inference.predict import predict_to_dir
-from inference.tasks.avvp import AVVPTask
+from inference.predict import predict, predict_to_dir
+from inference.tasks.avvp import AVVPTask, truth_for
 from inference.train import RunDirError, train
 from inference.train_config import TrainConfig
 
@@ -34,9 +36,12 @@ REFUSALS = (RunError, UnknownModelError, DataFileError, DatabaseError, FolderBus
 
 
 def load_labels(data_dir: str | Path, db: str | None, pseudo: bool) -> LabelSet:
-    """Labels from the folder or the store (with the train clips' pseudo-labels when the model trains on them)."""
+    """Labels from the folder or the store (with the train clips' pseudo-labels when the model trains on them);
+    the store's clips must be the folder's, by full name (features are read by video id)."""
     if db:
-        return labels_from_store(open_database(db, readonly=True), pseudo=pseudo)  # a typo in --db is an error
+        labels = labels_from_store(open_database(db, readonly=True), pseudo=pseudo)  # a typo in --db is an error
+        check_same_clips(labels, data_dir)
+        return labels
     return labels_from_folder(data_dir, pseudo=pseudo)
 
 
@@ -122,27 +127,129 @@ class _stop_on_interrupt:
 
 def run_train(args: argparse.Namespace, distributed: bool = False, out: IO[str] | None = None,
               err: IO[str] | None = None) -> int:
-    """Train as the arguments say; progress on `err`, the val and test tables on `out` (rank 0)."""
+    """Train as the arguments say; progress on `err`, the val and test tables on `out` (rank 0). With
+    --events, `out` carries JSON lines instead (`inference.callbacks.JsonEvents`) and the tables go to
+    `err`. With --db the run is a row of the store's runs table from start to end, and --predict
+    stores its predictions of those splits (with probabilities) as `prediction:<name>`."""
     out, err = out or sys.stdout, err or sys.stderr
+    events = JsonEvents(out) if args.events else None
+    tables = err if events else out
+    recorder: RunRecorder | None = None
+    from inference.distributed import context
+
+    main = context().is_main
     try:
         config = config_from_args(args)
         labels = load_labels(args.data, args.db, get_entry(config.model).model_cls.uses_pseudo_labels)
-        from inference.distributed import context
-
-        main = context().is_main
+        splits = parse_splits(args.predict)
+        if splits and not args.db:
+            raise RunError("--predict stores predictions in the database: give --db too")
+        if args.db and main:
+            recorder = RunRecorder(args, config)
         stop = threading.Event()
+        callbacks = [PrintProgress(err)] + [c for c in (events, recorder) if c is not None] if main else []
         with _stop_on_interrupt(stop, err if main else None):
-            result = train(config, AVVPTask(labels, args.data), args.out,
-                           callbacks=[PrintProgress(err)] if main else [], stop_event=stop, resume=args.resume,
-                           distributed=distributed)
-    except REFUSALS as exc:
-        err.write(f"error: {exc}\n")
-        return 2
-    if main and not result.stopped:
-        print_scores(f"val (best epoch {result.best_epoch}, the selected checkpoint)", result.val, out)
-        print_scores("test", result.test, out)
-        out.write(f"run: {Path(args.out).resolve()}\n")
-    return 130 if result.stopped else 0
+            result = train(config, AVVPTask(labels, args.data), args.out, callbacks=callbacks, stop_event=stop,
+                           resume=args.resume, distributed=distributed)
+            if main and recorder is not None and not result.stopped:
+                recorder.finish(result, _predict_and_store(args, recorder.name, splits, events, err))
+    except REFUSALS + (RunNameError,) as exc:
+        return _refused(exc, err, events, recorder)
+    except BaseException as exc:  # a crash (or a second Ctrl+C): the store says so, the traceback goes on
+        if recorder is not None:
+            recorder.fail(f"{type(exc).__name__}: {exc}")
+        raise
+    if not main:
+        return 130 if result.stopped else 0
+    if result.stopped:
+        if recorder is not None:
+            recorder.stopped(result)
+    else:
+        print_scores(f"val (best epoch {result.best_epoch}, the selected checkpoint)", result.val, tables)
+        print_scores("test", result.test, tables)
+        tables.write(f"run: {Path(args.out).resolve()}\n")
+    code = 130 if result.stopped else 0
+    if events is not None:
+        events.emit("done", status="stopped" if result.stopped else "finished", code=code)
+    return code
+
+
+def _refused(exc: Exception, err: IO[str], events: JsonEvents | None, recorder: "RunRecorder | None") -> int:
+    err.write(f"error: {exc}\n")
+    if recorder is not None:
+        recorder.fail(str(exc))
+    if events is not None:
+        events.emit("error", message=str(exc))
+        events.emit("done", status="failed", code=2)
+    return 2
+
+
+def parse_splits(text: str | None) -> list[str]:
+    splits = [s for s in (text or "").split(",") if s]
+    unknown = [s for s in splits if s not in ("train", "val", "test")]
+    if unknown:
+        raise RunError(f"--predict {text}: unknown split(s) {unknown}; expected a comma list of train, val, test")
+    return list(dict.fromkeys(splits))
+
+
+def run_name(args: argparse.Namespace) -> str:
+    return args.name or re.sub(r"[^A-Za-z0-9._-]", "-", Path(args.out).resolve().name)
+
+
+class RunRecorder(TrainCallback):
+    """The run's row in the store (`annotation.runs`): running from the start, refreshed each epoch,
+    finished / stopped / failed at the end with its numbers."""
+
+    def __init__(self, args: argparse.Namespace, config: TrainConfig):
+        self.engine = open_database(args.db)
+        self.name = check_run_name(run_name(args))
+        start_run(self.engine, self.name, config.model, "avvp", config.to_dict(), str(Path(args.data).resolve()),
+                  str(Path(args.out).resolve()), config.device, args.annotator or getpass.getuser())
+
+    def on_train_start(self, info: dict) -> None:
+        update_run(self.engine, self.name, device=str(info.get("device")))
+
+    def on_epoch_end(self, epoch: int, metrics: dict, is_best: bool) -> None:
+        update_run(self.engine, self.name)  # updated_at: still alive
+
+    def finish(self, result, per_class: dict | None) -> None:
+        finish_run(self.engine, self.name, "finished", best_epoch=result.best_epoch,
+                   metrics={"val": result.val, "test": result.test, "per_class": per_class},
+                   checkpoint=str(Path(result.run_dir).resolve() / "checkpoint.pt"))
+
+    def stopped(self, result) -> None:
+        finish_run(self.engine, self.name, "stopped", f"cancelled after epoch {result.epochs_done}; resume "
+                   "continues it", best_epoch=result.best_epoch or None)
+
+    def fail(self, message: str) -> None:
+        try:
+            finish_run(self.engine, self.name, "failed", message[:2000])
+        except Exception:  # the store itself may be what failed; the error is reported anyway
+            pass
+
+
+def _predict_and_store(args: argparse.Namespace, name: str, splits: list[str], events: JsonEvents | None,
+                       err: IO[str]) -> dict | None:
+    """Predict `splits` (and test, for the per-class F1 of the runs table) with the selected checkpoint;
+    store `splits` as prediction:<name> with their probabilities. Returns the per-class F1 on test."""
+    engine = open_database(args.db)
+    labels = load_labels(args.data, args.db, pseudo=False)
+    per_class = None
+    for split in dict.fromkeys([*splits, "test"]):
+        seg_a, seg_v, glob, names = predict(args.out, labels, args.data, split, args.device or "auto")
+        if not names:
+            continue
+        pred_a, pred_v = binarize(seg_a, seg_v, glob)
+        if split == "test":
+            truth = truth_for(labels, labels.indices("test"))
+            per_class = per_class_f1(pred_a, pred_v, *truth) if truth is not None else None
+        if split in splits:
+            store_predictions(engine, name, dict(zip(names, pred_a)), dict(zip(names, pred_v)),
+                              {n: (a, v, g) for n, a, v, g in zip(names, seg_a, seg_v, glob)})
+            err.write(f"predict: {len(names)} {split} clips stored as prediction:{name}\n")
+            if events is not None:
+                events.emit("predicted", split=split, clips=len(names), source=f"prediction:{name}")
+    return per_class
 
 
 def store_in_database(args: argparse.Namespace) -> str:
@@ -155,7 +262,8 @@ def store_in_database(args: argparse.Namespace) -> str:
                                  ("global_probs", (v, 25)))]
     pred_a, pred_v = binarize(*probs)
     name = args.name or re.sub(r"[^A-Za-z0-9._-]", "-", Path(args.run).resolve().name)
-    store_predictions(open_database(args.db, create=False), name, dict(zip(names, pred_a)), dict(zip(names, pred_v)))
+    store_predictions(open_database(args.db, create=False), name, dict(zip(names, pred_a)), dict(zip(names, pred_v)),
+                      {n: (a, v, g) for n, a, v, g in zip(names, *probs)})
     return name
 
 

@@ -225,6 +225,29 @@ def labels_from_store(engine, pseudo: bool = True) -> LabelSet:
     return labels
 
 
+def check_same_clips(labels: LabelSet, data_dir: str | Path) -> None:
+    """Features are read by video id (`<id>.npy`), but a clip is a video id AND a time window: the
+    data folder must hold the database's clips under the same full names, or its features belong
+    to other clips (`<id>_30_40` is not `<id>_10_20`). Refuses the first clip that differs."""
+    data_dir = Path(data_dir)
+    folder: dict[str, str] = {}
+    for split, name in WEAK_FILES.items():
+        if present(data_dir / name):
+            folder.update((row.filename[:11], row.filename) for row in read_weak_csv(data_dir / name))
+    if not folder:
+        raise DataFileError(data_dir, f"no weak-label file ({', '.join(sorted(WEAK_FILES.values()))}) to match the "
+                                      "database's clips with: features are only read for clips the folder names")
+    for filename, video_id in zip(labels.filenames, labels.video_ids):
+        theirs = folder.get(video_id)
+        if theirs is None:
+            raise DataFileError(data_dir, f"the database's clip {filename} is not among the data folder's clips "
+                                          "(its weak-label CSVs); features would be missing or another clip's")
+        if theirs != filename:
+            raise DataFileError(data_dir, f"the database's clip {filename} is {theirs} in the data folder: same video "
+                                          f"id {video_id}, another time window, so {video_id}.npy holds another "
+                                          "clip's features; use the data folder the database was imported from")
+
+
 class FeatureStore:
     """Per-clip input arrays (`parts`: name -> InputPart), checked (shape, dtype, finite) on every
     read; 0/1 priors come back as float32 like the features."""

@@ -222,6 +222,21 @@ def evaluate_probabilities(seg_prob_a, seg_prob_v, global_prob, gt_a, gt_v, thre
     return evaluate(pred_a, pred_v, gt_a, gt_v)
 
 
+def per_class_f1(pred_audio, pred_visual, gt_audio, gt_visual) -> dict[str, list[float | None]]:
+    """Segment-level F1 (percent) of each class and track, pooled over every (clip, segment) cell of
+    the split: which events a model gets and which it misses (None: the class is neither in the
+    truth nor predicted). Not one of the ten published numbers; for comparing runs per class."""
+    out = {}
+    for track, pred, gt in (("audio", pred_audio, gt_audio), ("visual", pred_visual, gt_visual)):
+        p, g = np.asarray(pred, bool), np.asarray(gt, bool)
+        tp = (p & g).sum(axis=(0, 2))
+        fp = (p & ~g).sum(axis=(0, 2))
+        fn = (~p & g).sum(axis=(0, 2))
+        denominator = 2 * tp + fp + fn
+        out[track] = [None if d == 0 else round(float(200 * t / d), 2) for t, d in zip(tp, denominator)]
+    return out
+
+
 def _grids_for(path, filenames: list[str], tally: DenseTally | None = None) -> np.ndarray:
     """Grids in video order; a repeated video gets its rows each time, as in the published loop."""
     unique = list(dict.fromkeys(filenames))

@@ -31,6 +31,8 @@ def main() -> int:
     from annotation.demo import build_demo
     from annotation.importer import import_llp
     from annotation.llp_csv import dense_grids, read_dense_csv
+    from annotation.presence import heartbeat
+    from ui.history_dialog import HistoryDialog
     from ui.main_window import MainWindow
     from ui.preferences import Preferences
     from ui.theme import apply_theme
@@ -56,10 +58,24 @@ def main() -> int:
         cells = [tuple(c) for c in np.argwhere(truth)]
         window.session.set_cells("visual", cells, 1)
         window.player.seek(3.4)
+        # a second annotator (another window, simulated) has the clip open: "Also open by"
+        heartbeat(engine, "screenshot-colleague", "maria", clip_id)
+        window.team.poll().wait()
         for _ in range(5):
             app.processEvents()
         window.grab().save(str(out / name))
         print(out / name)
+        if dark:
+            window.session.set_cells("audio", [(int(view.clip.weak[0]), 9)], 1)
+            window.session.set_review("annotated")
+            history = HistoryDialog(window.store, view.clip, window._restore, window)
+            history.table.selectRow(2)
+            history.show()
+            for _ in range(5):
+                app.processEvents()
+            history.grab().save(str(out / "history_dialog.png"))
+            print(out / "history_dialog.png")
+            history.close()
         window.close()
         engine.dispose()
     return 0

@@ -154,3 +154,35 @@ def test_delete_track_with_version_check(store):
     assert store.history(clip.id)[-1].after is None
     with pytest.raises(ConflictError):
         store.delete_track(clip.id, "audio", "manual", 1, "a")
+
+
+def test_versions_last_edit_presence_and_agreement_on_both_backends(store):
+    """What the window polls for team use, on SQLite and PostgreSQL alike."""
+    import time
+
+    from annotation import presence
+    from annotation.agreement import agreement
+
+    clip = store.clips()[0].id
+    before = store.versions(clip)
+    grid = np.zeros((25, 10), np.uint8)
+    grid[2, 1:4] = 1
+    store.save_track(clip, "audio", "manual", grid, 0, "ann")
+    after = store.versions(clip)
+    assert after["audio/manual"] == 1 and "audio/manual" not in before and after["review"] == before["review"]
+    assert store.last_edit(clip).annotator == "ann" and store.last_edit(clip).track == "audio"
+    other = grid.copy()
+    other[2, 4] = 1
+    store.save_track(clip, "audio", "manual", other, 1, "bob")
+    [report] = agreement(store.engine, ("audio",))
+    assert report.annotators == ("ann", "bob") and report.clips == 1
+    assert report.kappa["Cheering"] == pytest.approx((0.9 - 0.54) / 0.46)  # 3 vs 4 of 10 segments
+
+    presence.heartbeat(store.engine, "s-ann", "ann", clip)
+    presence.heartbeat(store.engine, "s-bob", "bob", clip)
+    presence.heartbeat(store.engine, "s-bob", "bob", clip)  # an update, not a second row
+    assert presence.others_on_clip(store.engine, clip, "s-ann") == ["bob"]
+    time.sleep(0.3)
+    assert presence.others_on_clip(store.engine, clip, "s-ann", stale=0.2) == []  # a silent window fades
+    presence.leave(store.engine, "s-bob")
+    assert presence.others_on_clip(store.engine, clip, "s-ann") == []

@@ -100,7 +100,7 @@ def test_load_shows_first_frame_synchronously(player: PlayerWidget, clips) -> No
     assert player.displayed_frame() is not None and player.displayed_frame().mean() < 2  # grey level 0
     assert player.duration() == pytest.approx(10.0, abs=0.1)
     assert player.time_label.text() == f"00:00.00 / {format_time(player.duration())}"
-    assert player.segment_label.text() == "segment 1/10"
+    assert player.segment_label.text() == "segment 0 · 0–1 s"  # numbered like the timelines' columns
 
 
 # --------------------------------------------------------------------------- transport
@@ -321,11 +321,42 @@ def test_click_on_audio_view_requests_a_seek(qtbot, clips) -> None:
         assert blocker.args[0] == pytest.approx(t, abs=10.0 / 600)  # about one pixel
     before = view.wave_plot.vb.viewRange()[0]
     QTest.mouseClick(view.graphics.viewport(), Qt.MouseButton.RightButton, pos=QPoint(300, 40))  # no menu
+    assert view.wave_plot.vb.viewRange()[0] == before
+
+
+def _wheel(view: AudioView, at: QPointF, steps: int, modifiers=Qt.KeyboardModifier.NoModifier) -> None:
+    event = QWheelEvent(at, view.graphics.viewport().mapToGlobal(at), QPoint(0, 0), QPoint(0, 120 * steps),
+                        Qt.MouseButton.NoButton, modifiers, Qt.ScrollPhase.NoScrollPhase, False)
+    QApplication.sendEvent(view.graphics.viewport(), event)
+
+
+def test_wheel_zooms_and_pans_time_on_both_plots_and_the_spectrogram_frequency(qtbot, clips) -> None:
+    view = AudioView()
+    qtbot.addWidget(view)
+    view.resize(700, 260)
+    view.show()
+    qtbot.waitExposed(view)
+    samples, rate, _ = load_audio(clips["av"])
+    view.set_audio(samples, rate, 10.0)
     at = QPointF(300, 40)
-    wheel = QWheelEvent(at, view.graphics.viewport().mapToGlobal(at), QPoint(0, 0), QPoint(0, 240),
-                        Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase, False)
-    QApplication.sendEvent(view.graphics.viewport(), wheel)
-    assert view.wave_plot.vb.viewRange()[0] == before and view.spec_plot.vb.viewRange()[0] == before
+    pointer = view.wave_plot.vb.mapSceneToView(view.graphics.mapToScene(at.toPoint())).x()
+    _wheel(view, at, 2)  # two steps in: 1.25^2 narrower, the time under the pointer stays put
+    low, high = view.wave_plot.vb.viewRange()[0]
+    assert high - low == pytest.approx(10.0 / 1.25 ** 2, rel=1e-6)
+    assert view.spec_plot.vb.viewRange()[0] == pytest.approx([low, high])
+    assert (pointer - low) / (high - low) == pytest.approx(pointer / 10.0, abs=1e-6)
+    _wheel(view, at, 1, Qt.KeyboardModifier.ShiftModifier)  # pan
+    assert view.window[0] < low and view.window[1] - view.window[0] == pytest.approx(high - low)
+    spec_at = view.graphics.mapFromScene(view.spec_plot.vb.mapViewToScene(QPointF(5.0, 2.0)))
+    _wheel(view, QPointF(spec_at), 3, Qt.KeyboardModifier.ControlModifier)  # frequency zoom on the spectrogram
+    bottom, top = view.spec_plot.vb.viewRange()[1]
+    assert top - bottom == pytest.approx(view.data.top_hz / 1000 / 1.25 ** 3, rel=1e-6)
+    view.zoom(100.0)  # never deeper than MIN_WINDOW_SECONDS
+    assert view.window[1] - view.window[0] == pytest.approx(0.25)
+    view.set_position(9.8)  # the zoomed window pages along with the playhead
+    assert view.window[0] <= 9.8 <= view.window[1]
+    view.reset_zoom()
+    assert view.window == (0.0, 10.0) and view.spec_plot.vb.viewRange()[1][1] == pytest.approx(view.data.top_hz / 1000)
 
 
 def test_audio_view_without_audio_and_playhead(qtbot) -> None:
@@ -338,7 +369,7 @@ def test_audio_view_without_audio_and_playhead(qtbot) -> None:
     assert all(line.value() == 9.5 for line in view.playheads)
     assert view.regions[0].getRegion() == pytest.approx((9.0, 10.03))
     assert not view.regions[0].movable
-    assert load_audio(None)[2] == "No audio track"
+    assert load_audio(None)[2] == "No video file for this clip"
 
 
 # --------------------------------------------------------------------------- real sound (PulseAudio null sink)

@@ -124,8 +124,40 @@ def test_update_clip_keeps_the_row_and_the_selection(dock, db, qtbot):
     assert cell(dock, 1, STATUS) == "annotated"
     assert dock.progress_label.text().startswith(f"1 / {len(ids)} reviewed · ")
     assert dock.progress_bar.value() == 1
-    with qtbot.assertNotEmitted(dock.clip_activated):
-        dock.refresh()  # the reviewed clip leaves the pending queue; nothing is selected then
-    assert ids[1] not in dock.visible_clip_ids() and dock.current_clip_id() is None
+    with qtbot.waitSignal(dock.clip_activated) as activated:
+        dock.refresh()  # the reviewed clip leaves the pending queue; the first listed clip replaces it
+    assert ids[1] not in dock.visible_clip_ids() and dock.current_clip_id() == ids[0] == activated.args[0]
     store.set_review(ids[1], "pending", "alice", review.version + 1)  # leave the module database as it was
     dock.update_clip(db, ids[1])
+
+
+def test_a_reviewed_clip_leaves_the_list_when_the_annotator_moves_on(dock, db, qtbot):
+    ids = dock.visible_clip_ids()
+    dock.select_clip(ids[0])
+    store = LabelStore(db)
+    review = store.review(ids[0])
+    store.set_review(ids[0], "annotated", "alice", review.version)
+    dock.update_clip(db, ids[0])
+    assert dock.visible_clip_ids() == ids  # still listed while on screen
+    dock.select_clip(ids[1])
+    qtbot.waitUntil(lambda: ids[0] not in dock.visible_clip_ids())
+    assert dock.current_clip_id() == ids[1] and dock.count_label.text() == f"{len(ids) - 1} clips"
+    store.set_review(ids[0], "pending", "alice", review.version + 1)  # leave the module database as it was
+    dock.update_clip(db, ids[0])
+
+
+def test_a_filter_that_drops_the_clip_on_screen_opens_the_first_listed_one_or_says_empty(dock, qtbot):
+    ids = dock.visible_clip_ids()
+    dock.select_clip(ids[-1])
+    with qtbot.waitSignal(dock.clip_activated) as activated:
+        dock.set_filter(replace(DEFAULT_FILTER, text=dock.model.data(dock.model.index(0, CLIP))))
+    assert activated.args[0] == ids[0] == dock.current_clip_id()
+    with qtbot.waitSignal(dock.emptied):
+        dock.set_filter(replace(DEFAULT_FILTER, text="no such clip"))
+    assert dock.visible_clip_ids() == []
+
+
+def test_queue_controls_take_keys_only_when_clicked(dock):
+    for widget in (dock.split_combo, dock.status_combo, dock.class_combo, dock.sort_combo, dock.empty_check,
+                   dock.search_edit, dock.view):
+        assert widget.focusPolicy() == Qt.FocusPolicy.ClickFocus

@@ -272,7 +272,8 @@ def test_tooltip_event_and_live_theme_switch(qtbot, qapp, timeline):
 
     centre = _centre(timeline, DOG, 5)
     qapp.sendEvent(timeline, QHelpEvent(QEvent.Type.ToolTip, centre, timeline.mapToGlobal(centre)))
-    assert QToolTip.text() == "Dog · segment 5 (5–6 s): on in current, on in pseudo, on in truth"
+    assert QToolTip.text() == ("Dog · segment 5 (5–6 s): on in current, on in pseudo, on in truth\n"
+                               "Click to toggle · drag to paint")  # the hint that a click edits
     QToolTip.hideText()
 
     previous = qapp.property("avvp_dark")

@@ -86,6 +86,7 @@ class AudioOutput(QObject):
         self._buffer: QBuffer | None = None
         self._offset = 0.0
         self._suspended = False
+        self._speed = 1.0
 
     # ------------------------------------------------------------------ data
 
@@ -105,6 +106,11 @@ class AudioOutput(QObject):
     def duration(self) -> float:
         return len(self._pcm) / 2 / self._rate if self._rate else 0.0
 
+    def set_speed(self, speed: float) -> None:
+        """Playback speed for the next start(): the samples are declared at rate x speed, so the
+        sound plays faster or slower and its pitch moves with it (as a tape would)."""
+        self._speed = float(speed)
+
     # ------------------------------------------------------------------ transport
 
     def start(self, offset: float) -> bool:
@@ -119,7 +125,7 @@ class AudioOutput(QObject):
             if device.isNull():
                 return False
             fmt = QAudioFormat()
-            fmt.setSampleRate(self._rate)
+            fmt.setSampleRate(max(1000, int(round(self._rate * self._speed))))
             fmt.setChannelCount(1)
             fmt.setSampleFormat(QAudioFormat.SampleFormat.Int16)
             first = min(len(self._pcm) // 2, max(0, int(round(offset * self._rate))))
@@ -128,7 +134,7 @@ class AudioOutput(QObject):
             self._buffer.setData(QByteArray(self._pcm[2 * first :]))
             self._buffer.open(QIODevice.OpenModeFlag.ReadOnly)
             sink = QAudioSink(device, fmt, self)
-            sink.setBufferSize(int(self._rate * 2 * self.BUFFER_SECONDS))
+            sink.setBufferSize(int(fmt.sampleRate() * 2 * self.BUFFER_SECONDS))
             sink.stateChanged.connect(self._on_state)
             self._sink = sink
             sink.start(self._buffer)
@@ -179,7 +185,7 @@ class AudioOutput(QObject):
         """Seconds into the clip handed to the device so far; None when not playing."""
         if self._sink is None:
             return None
-        return self._offset + self._sink.processedUSecs() / 1e6
+        return self._offset + self._sink.processedUSecs() / 1e6 * self._speed
 
     # ------------------------------------------------------------------ errors
 

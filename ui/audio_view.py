@@ -25,6 +25,10 @@ N_FFT = 512  # 32 ms windows at 16 kHz
 HOP_SECONDS = 0.01
 DYNAMIC_RANGE_DB = 80.0
 NO_AUDIO = "No audio track"
+NO_VIDEO_FILE = "No video file for this clip"
+MIN_WINDOW_SECONDS = 0.25  # the deepest time zoom
+MIN_FREQUENCY_KHZ = 0.5  # the deepest frequency zoom
+WHEEL_ZOOM = 1.25  # zoom factor per wheel step
 AXIS_WIDTH = 44
 
 
@@ -89,20 +93,27 @@ def compute_audio_view(samples: np.ndarray, rate: int, duration: float) -> Audio
 
 
 def load_audio(path: str | Path | None, rate: int = VIEW_RATE) -> tuple[np.ndarray | None, int, str | None]:
-    """(samples, rate, None), or (None, rate, why) for no file / no track / a bad file."""
+    """(samples, rate, None), or (None, rate, why): no video file for the clip, the file is
+    missing, it has no audio track, or it cannot be read (each says which)."""
     if path is None:
-        return None, rate, NO_AUDIO
+        return None, rate, NO_VIDEO_FILE
     try:
         samples, rate = decode_audio(path, rate=rate, mono=True)
     except MediaError as exc:
-        return None, rate, NO_AUDIO if exc.detail == "no audio stream" else f"Cannot read the audio: {exc.detail}"
+        if exc.detail == "no audio stream":
+            return None, rate, NO_AUDIO
+        if exc.detail == "no such file":
+            return None, rate, f"Video file not found: {Path(path).name}"
+        return None, rate, f"Cannot read the audio: {exc.detail}"
     return samples, rate, None
 
 
 class _SeekViewBox(pg.ViewBox):
-    """A ViewBox whose left click and drag ask for a seek; no zoom, pan or menu."""
+    """A ViewBox whose left click and drag ask for a seek, and whose wheel asks the AudioView to
+    zoom or pan (it does neither itself, so the two plots always show the same time)."""
 
     seek = Signal(float)
+    wheel = Signal(float, float, float, object)  # steps (+ = away from the user), x (s), y, modifiers
 
     def __init__(self) -> None:
         super().__init__(enableMenu=False)
@@ -126,11 +137,17 @@ class _SeekViewBox(pg.ViewBox):
             ev.ignore()
 
     def wheelEvent(self, ev, axis=None) -> None:
-        ev.ignore()  # the page may scroll; the view never zooms
+        ev.accept()
+        point = self.mapSceneToView(ev.scenePos())
+        self.wheel.emit(ev.delta() / 120, float(point.x()), float(point.y()), ev.modifiers())
 
 
 class AudioView(QWidget):
-    """Waveform over spectrogram; `seek_requested(t)` on click or drag."""
+    """Waveform over spectrogram; `seek_requested(t)` on click or drag.
+
+    Zoom and pan (time, both plots together): the wheel zooms around the pointer, Shift+wheel
+    pans, `zoom`/`pan`/`reset_zoom` do the same from keys; Ctrl+wheel over the spectrogram
+    zooms its frequency axis. While playing, the window pages along with the playhead."""
 
     seek_requested = Signal(float)
 
@@ -139,6 +156,7 @@ class AudioView(QWidget):
         dark = current_is_dark()
         self._data: AudioViewData | None = None
         self._duration = CLIP_SECONDS
+        self._window = (0.0, CLIP_SECONDS)  # the time shown (zoom)
         self._segment = -1
         self._drawn_columns = 0
         self.graphics = pg.GraphicsLayoutWidget(self)
@@ -157,6 +175,7 @@ class AudioView(QWidget):
         for plot in (self.wave_plot, self.spec_plot):
             self._style_plot(plot, dark)
             plot.vb.seek.connect(self._on_seek)
+            plot.vb.wheel.connect(lambda steps, x, y, mods, p=plot: self._on_wheel(p, steps, x, y, mods))
             region = pg.LinearRegionItem((0, 1), movable=False, brush=self._colour(ACCENT, 40), pen=pg.mkPen(None))
             region.setZValue(5)
             plot.addItem(region, ignoreBounds=True)
@@ -224,11 +243,11 @@ class AudioView(QWidget):
             plot.getAxis("left").setWidth(pixels)
 
     def _set_span(self, duration: float) -> None:
-        """Fix the x view to 0..duration and redraw the per-second segment lines."""
+        """Fix the x view to 0..duration (the whole clip) and redraw the per-second segment lines."""
         self._duration = duration if duration > 0 else CLIP_SECONDS
         for plot in (self.wave_plot, self.spec_plot):
             plot.vb.setLimits(xMin=0, xMax=self._duration)
-            plot.setXRange(0, self._duration, padding=0)
+        self._show_window(0.0, self._duration)
         for plot, line in self._boundaries:
             plot.removeItem(line)
         self._boundaries.clear()
@@ -243,10 +262,10 @@ class AudioView(QWidget):
 
     # ------------------------------------------------------------------ data
 
-    def set_audio(self, samples: np.ndarray | None, rate: int, duration: float) -> None:
-        """Show a clip's sound (mono float samples); None shows "No audio track"."""
+    def set_audio(self, samples: np.ndarray | None, rate: int, duration: float, reason: str = NO_AUDIO) -> None:
+        """Show a clip's sound (mono float samples); None shows `reason` (why there is none)."""
         if samples is None or len(samples) == 0 or rate <= 0:
-            self.clear(duration)
+            self.clear(duration, reason)
             return
         self.set_data(compute_audio_view(samples, rate, duration))
 
@@ -255,15 +274,15 @@ class AudioView(QWidget):
         self._data = data
         self._set_span(data.duration if data.duration > 0 else data.audio_seconds)
         self.message.hide()
-        self._draw_waveform()
         self.spectrogram_item.setImage(data.spectrogram, levels=(0, 255), autoLevels=False)
         self.spectrogram_item.setRect(QRectF(0.0, 0.0, data.audio_seconds, data.top_hz / 1000))
         self.spectrogram_item.show()
         self.spec_plot.setYRange(0, data.top_hz / 1000, padding=0)
         self.set_position(self.playheads[0].value())
 
-    def clear(self, duration: float = CLIP_SECONDS) -> None:
-        """No sound: empty plots with the "No audio track" message, span 0..duration."""
+    def clear(self, duration: float = CLIP_SECONDS, reason: str = NO_AUDIO) -> None:
+        """No sound: empty plots with `reason` written over them, span 0..duration."""
+        self.message.setText(reason)
         self._data = None
         self._set_span(duration)
         self.waveform_item.setData([], [])
@@ -291,12 +310,16 @@ class AudioView(QWidget):
             self._draw_waveform()  # one envelope column per pixel
 
     def _draw_waveform(self) -> None:
+        """One envelope column per pixel of the time window shown (zoomed in, the detail grows)."""
         data = self._data
         if data is None:
             return
         columns = self._drawn_columns = self._columns()
-        low, high = envelope(data.samples, columns)
-        x = np.repeat(np.linspace(0.0, data.audio_seconds, len(low)), 2)
+        start, end = self._window
+        rate = len(data.samples) / data.audio_seconds if data.audio_seconds else 0
+        first, last = int(start * rate), max(int(start * rate) + 1, min(len(data.samples), int(np.ceil(end * rate))))
+        low, high = envelope(data.samples[first:last], columns)
+        x = np.repeat(np.linspace(first / rate, last / rate, len(low)), 2) if rate else np.zeros(2 * len(low))
         y = np.empty(2 * len(low), np.float32)
         y[0::2], y[1::2] = low, high
         self.waveform_item.setData(x, y)
@@ -308,6 +331,7 @@ class AudioView(QWidget):
     def set_position(self, t: float) -> None:
         for line in self.playheads:
             line.setValue(t)
+        self._follow(t)
         seg = time_to_segment(t)
         if seg != self._segment:
             self._segment = seg
@@ -317,3 +341,58 @@ class AudioView(QWidget):
 
     def _on_seek(self, x: float) -> None:
         self.seek_requested.emit(min(self._duration, max(0.0, x)))
+
+    # ------------------------------------------------------------------ zoom and pan
+
+    @property
+    def window(self) -> tuple[float, float]:
+        return self._window
+
+    def _show_window(self, start: float, end: float) -> None:
+        width = min(self._duration, max(MIN_WINDOW_SECONDS, end - start))
+        start = min(max(0.0, start), self._duration - width)
+        self._window = (start, start + width)
+        self.wave_plot.setXRange(start, start + width, padding=0)  # the spectrogram is x-linked
+        self._draw_waveform()
+
+    def zoom(self, factor: float, center: float | None = None) -> None:
+        """Show 1/factor of the current time window, `center` (default: the playhead) kept in place."""
+        start, end = self._window
+        center = self.playheads[0].value() if center is None else center
+        width = min(self._duration, max(MIN_WINDOW_SECONDS, (end - start) / factor))
+        share = (center - start) / (end - start) if end > start else 0.5
+        self._show_window(center - share * width, center - share * width + width)
+
+    def pan(self, seconds: float) -> None:
+        start, end = self._window
+        self._show_window(start + seconds, end + seconds)
+
+    def reset_zoom(self) -> None:
+        self._show_window(0.0, self._duration)
+        if self._data is not None:
+            self.spec_plot.setYRange(0, self._data.top_hz / 1000, padding=0)
+
+    def zoom_frequency(self, factor: float, center_khz: float) -> None:
+        """Show 1/factor of the spectrogram's frequency range around `center_khz`."""
+        top = (self._data.top_hz if self._data is not None else VIEW_RATE / 2) / 1000
+        low, high = self.spec_plot.vb.viewRange()[1]
+        height = min(top, max(MIN_FREQUENCY_KHZ, (high - low) / factor))
+        share = (center_khz - low) / (high - low) if high > low else 0.5
+        low = min(max(0.0, center_khz - share * height), top - height)
+        self.spec_plot.setYRange(low, low + height, padding=0)
+
+    def _on_wheel(self, plot: pg.PlotItem, steps: float, x: float, y: float, modifiers) -> None:
+        factor = WHEEL_ZOOM ** steps
+        if modifiers & Qt.KeyboardModifier.ShiftModifier:
+            start, end = self._window
+            self.pan(-steps * 0.1 * (end - start))
+        elif modifiers & Qt.KeyboardModifier.ControlModifier and plot is self.spec_plot:
+            self.zoom_frequency(factor, y)
+        else:
+            self.zoom(factor, x)
+
+    def _follow(self, t: float) -> None:
+        """Page the zoomed window along with the playhead."""
+        start, end = self._window
+        if end - start < self._duration - 1e-9 and not start <= t <= end:
+            self._show_window(t - 0.05 * (end - start), t + 0.95 * (end - start))

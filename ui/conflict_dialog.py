@@ -1,6 +1,8 @@
 """Someone else changed what you just edited: show both versions, let the person choose."""
 from __future__ import annotations
 
+from typing import Callable
+
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
@@ -12,7 +14,8 @@ from ui.timeline import TrackTimeline
 class ConflictDialog(QDialog):
     """exec() returns Accepted for 'keep mine', Rejected for 'use theirs'."""
 
-    def __init__(self, conflict: Conflict, weak: tuple[int, ...], fallback=None, parent: QWidget | None = None):
+    def __init__(self, conflict: Conflict, weak: tuple[int, ...], fallback=None, parent: QWidget | None = None,
+                 history: Callable[[], object] | None = None):
         super().__init__(parent)
         self.setWindowTitle("Changed by someone else")
         self.conflict = conflict
@@ -51,6 +54,9 @@ class ConflictDialog(QDialog):
         buttons = QDialogButtonBox()
         self.keep_mine = buttons.addButton("Keep mine", QDialogButtonBox.ButtonRole.AcceptRole)
         self.use_theirs = buttons.addButton("Use theirs", QDialogButtonBox.ButtonRole.RejectRole)
+        if history is not None:  # every version of the clip, who saved it and when (view only here)
+            self.history_button = buttons.addButton("Edit history…", QDialogButtonBox.ButtonRole.HelpRole)
+            self.history_button.clicked.connect(history)
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
         layout.addWidget(buttons)

@@ -22,6 +22,8 @@ TICK_MS = 16  # ~60 Hz
 AUDIO_START_TIMEOUT = 1.0  # seconds to wait for sound to start before running on the timer
 RESYNC_SECONDS = 0.15  # larger disagreement with the sound: jump to it
 SLEW = 0.1  # fraction of a smaller disagreement corrected per fresh audio reading
+MIN_SPEED, MAX_SPEED = 0.25, 2.0
+SPEEDS = (0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0)
 
 
 class MediaClock(QObject):
@@ -51,6 +53,8 @@ class MediaClock(QObject):
         self._audio = AudioOutput(self)
         self._audio.failed.connect(self._on_audio_failed)
         self.audio_notice: str | None = None
+        self._speed = 1.0
+        self._range: tuple[float, float, bool] | None = None  # (start, end, loop) of a range being played
 
     # ------------------------------------------------------------------ media
 
@@ -89,6 +93,7 @@ class MediaClock(QObject):
         self.audio_notice = None
         self._duration = 0.0
         self._pos = self._last = 0.0
+        self._range = None  # a loop or play-once range belongs to the clip it was set on
 
     @property
     def has_sound(self) -> bool:
@@ -109,7 +114,7 @@ class MediaClock(QObject):
             return self._pos
         if self._waiting_for_audio:
             return self._pos
-        t = self._pos + self._elapsed.nsecsElapsed() / 1e9
+        t = self._pos + self._elapsed.nsecsElapsed() / 1e9 * self._speed
         t = min(self._duration, max(self._last, t))
         self._last = t
         return t
@@ -138,6 +143,34 @@ class MediaClock(QObject):
 
     def toggle(self) -> None:
         self.pause() if self._playing else self.play()
+
+    @property
+    def speed(self) -> float:
+        return self._speed
+
+    def set_speed(self, speed: float) -> None:
+        """Media seconds per wall-clock second (0.25-2); playing goes on from where it is."""
+        position = self.position()
+        self._speed = min(MAX_SPEED, max(MIN_SPEED, float(speed)))
+        self._audio.set_speed(self._speed)
+        if self._playing:
+            self._restart_at(position)
+
+    @property
+    def range(self) -> tuple[float, float, bool] | None:
+        return self._range
+
+    def play_range(self, start: float, end: float, loop: bool = False) -> None:
+        """Play from `start` to `end`, then stop there, or (`loop`) start over until clear_range()."""
+        start, end = max(0.0, start), min(self._duration, end)
+        if end <= start:
+            return
+        self._range = (start, end, loop)
+        self.seek(start)
+        self.play()
+
+    def clear_range(self) -> None:
+        self._range = None
 
     def seek(self, t: float) -> None:
         t = min(self._duration, max(0.0, float(t)))
@@ -190,7 +223,7 @@ class MediaClock(QObject):
         if audio is None or audio == self._last_audio:
             return  # no fresh reading
         self._last_audio = audio
-        error = audio - (self._pos + self._elapsed.nsecsElapsed() / 1e9)
+        error = audio - (self._pos + self._elapsed.nsecsElapsed() / 1e9 * self._speed)
         # A sound running behind (an underrun) holds the picture still until it
         # catches up: position() never goes back while playing.
         self._pos += error if abs(error) > RESYNC_SECONDS else SLEW * error
@@ -201,6 +234,17 @@ class MediaClock(QObject):
         if self._audio.active:
             self._follow_audio()
         t = self.position()
+        if self._range is not None and t >= self._range[1]:
+            start, end, loop = self._range
+            if loop:
+                self._restart_at(start)
+                self.ticked.emit(start)
+            else:
+                self._range = None
+                self.pause()
+                self.seek(end)
+                self.ticked.emit(end)
+            return
         if t >= self._duration:
             self._pos = self._duration
             self._playing = False

@@ -13,9 +13,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QPointF, QRectF, QSize, Qt, QTimer, Signal
+from PySide6.QtCore import QPointF, QRectF, QSignalBlocker, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QIcon, QImage, QMouseEvent, QPainter, QPaintEvent, QPixmap, QPolygonF
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QSizePolicy, QToolButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QSizePolicy, QToolButton, QVBoxLayout, QWidget
 
 from annotation.media import (
     CLIP_SECONDS,
@@ -30,7 +30,8 @@ from annotation.media import (
 )
 from annotation.taxonomy import NUM_SEGMENTS
 from ui.audio_output import NO_TRACK, SOUND_OFF, audio_unavailable_reason
-from ui.media_clock import MediaClock
+from ui.media_clock import SPEEDS, MediaClock
+from ui.prediction_overlay import PredictionStrip, paint_overlay
 from ui.theme import ACCENT, current_is_dark, grid_background, grid_lines, muted_text, text_colour
 
 PLAYBACK_RATE = 22050  # sound decoded for the speakers (the waveform view uses 16 kHz)
@@ -74,6 +75,17 @@ def transport_icon(kind: str, colour: QColor, size: int = 32) -> QIcon:
         forward = kind == "frame_forward"
         triangle(4 if forward else 6, forward)
         painter.drawRect(QRectF((11 if forward else 3) * u, 3 * u, 2 * u, 10 * u))
+    elif kind == "muted":  # a loudspeaker, crossed out
+        painter.drawRect(QRectF(2 * u, 6 * u, 3 * u, 4 * u))
+        painter.drawPolygon(QPolygonF([QPointF(5 * u, 6 * u), QPointF(9 * u, 3 * u), QPointF(9 * u, 13 * u),
+                                       QPointF(5 * u, 10 * u)]))
+        pen = painter.pen()
+        pen.setStyle(Qt.PenStyle.SolidLine)
+        pen.setColor(colour)
+        pen.setWidthF(1.5 * u)
+        painter.setPen(pen)
+        painter.drawLine(QPointF(10.5 * u, 5.5 * u), QPointF(14.5 * u, 10.5 * u))
+        painter.drawLine(QPointF(14.5 * u, 5.5 * u), QPointF(10.5 * u, 10.5 * u))
     else:  # segment_back / segment_forward: double triangle
         forward = kind == "segment_forward"
         triangle(2, forward)
@@ -90,6 +102,7 @@ class FrameView(QWidget):
         self._frame: np.ndarray | None = None
         self._image: QImage | None = None
         self._text = ""
+        self._overlay: tuple[list, str] | None = None  # (OverlayItems, run name) drawn over the frame
         self.setMinimumSize(160, 120)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)
@@ -106,6 +119,17 @@ class FrameView(QWidget):
     def set_placeholder(self, text: str) -> None:
         self._frame, self._image, self._text = None, None, text
         self.update()
+
+    def set_overlay(self, items: list | None, run: str = "") -> None:
+        """A prediction run's events of the current segment over the frame (None: nothing)."""
+        overlay = None if items is None else (items, run)
+        if overlay != self._overlay:
+            self._overlay = overlay
+            self.update()
+
+    @property
+    def overlay(self) -> tuple[list, str] | None:
+        return self._overlay
 
     @property
     def frame(self) -> np.ndarray | None:
@@ -133,6 +157,8 @@ class FrameView(QWidget):
         if self._image is not None:
             painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
             painter.drawImage(self.image_rect(), self._image)
+            if self._overlay is not None:
+                paint_overlay(painter, self.image_rect(), *self._overlay)
         elif self._text:
             painter.setPen(muted_text(current_is_dark()))
             painter.drawText(self.rect().adjusted(12, 12, -12, -12), Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, self._text)
@@ -196,6 +222,7 @@ class PlayerWidget(QWidget):
     def __init__(self, parent: QWidget | None = None, *, sound: bool = True):
         super().__init__(parent)
         self._info: MediaInfo | None = None
+        self.sound_reason: str | None = None  # why there is no sound now (None: there is, or no clip)
         self._reader: FrameReader | None = None
         self._duration = CLIP_SECONDS
         self._shown = -1
@@ -206,7 +233,7 @@ class PlayerWidget(QWidget):
         self.clock.duration = self._duration
         self.clock.ticked.connect(self._on_tick)
         self.clock.playing_changed.connect(self._on_playing_changed)
-        self.clock.notice.connect(self.notice)
+        self.clock.notice.connect(self._set_silent_mid_play)
         self._build()
         self._show_placeholder("No clip")
         self._refresh_labels(0.0)
@@ -218,6 +245,7 @@ class PlayerWidget(QWidget):
         colour = text_colour(current_is_dark())
         for button, icon in self._icons.items():
             button.setIcon(transport_icon(icon, colour))
+        self.sound_label.setPixmap(transport_icon("muted", colour).pixmap(20, 20))
         self._on_playing_changed(self.is_playing())
         self.view.update()
         self.segment_bar.update()
@@ -235,6 +263,7 @@ class PlayerWidget(QWidget):
     def _build(self) -> None:
         self._icons: dict[QToolButton, str] = {}
         self.view = FrameView(self)
+        self.prediction_strip = PredictionStrip(self)
         self.segment_bar = SegmentBar(self)
         self.segment_bar.segment_clicked.connect(lambda seg: self.seek(segment_start(seg)))
         self.segment_back = self._button("segment_back", "Previous segment", lambda: self.step_segment(-1))
@@ -244,6 +273,23 @@ class PlayerWidget(QWidget):
         self.segment_forward = self._button("segment_forward", "Next segment", lambda: self.step_segment(1))
         self.time_label = QLabel(self)
         self.segment_label = QLabel(self)
+        self.sound_label = QLabel(self)  # shown while there is no sound, the reason in its tooltip
+        self.sound_label.setPixmap(transport_icon("muted", text_colour(current_is_dark())).pixmap(20, 20))
+        self.sound_label.hide()
+        self.speed_combo = QComboBox(self)
+        for speed in SPEEDS:
+            self.speed_combo.addItem(f"{speed:g}×", speed)
+        self.speed_combo.setCurrentIndex(SPEEDS.index(1.0))
+        self.speed_combo.setToolTip("Playback speed ([ slower, ] faster); the pitch moves with it")
+        self.speed_combo.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.speed_combo.currentIndexChanged.connect(lambda i: self.set_speed(SPEEDS[i]))
+        self.loop_button = QToolButton(self)
+        self.loop_button.setText("⟲ Loop")
+        self.loop_button.setCheckable(True)
+        self.loop_button.setAutoRaise(True)
+        self.loop_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.loop_button.setToolTip("Loop the selected segments, or the current segment (L)")
+        self.loop_button.toggled.connect(self._loop_toggled)
         for label in (self.time_label, self.segment_label):
             label.setTextFormat(Qt.TextFormat.PlainText)
         font = self.time_label.font()
@@ -258,15 +304,26 @@ class PlayerWidget(QWidget):
             controls.addWidget(button)
         controls.addSpacing(8)
         controls.addWidget(self.time_label)
+        controls.addSpacing(6)
+        controls.addWidget(self.sound_label)
         controls.addStretch(1)
-        controls.addWidget(self.segment_label)
+        # a second row keeps the player narrow enough for a 1280-pixel screen beside the clip panel
+        playback = QHBoxLayout()
+        playback.setContentsMargins(4, 0, 4, 0)
+        playback.setSpacing(2)
+        playback.addWidget(self.segment_label)
+        playback.addStretch(1)
+        playback.addWidget(self.loop_button)
+        playback.addWidget(self.speed_combo)
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(3)
         layout.addWidget(self.view, 1)
+        layout.addWidget(self.prediction_strip)
         layout.addWidget(self.segment_bar)
         layout.addLayout(controls)
+        layout.addLayout(playback)
 
     # ------------------------------------------------------------------ media
 
@@ -278,15 +335,17 @@ class PlayerWidget(QWidget):
         """Open a clip and show its first frame now; a missing or bad file shows why instead."""
         self._close()
         self._load_token += 1
+        self._show_sound_state(None)
         if video_path is None:
             self._start_media(CLIP_SECONDS, NO_VIDEO)
+            self._show_sound_state(NO_VIDEO)
             return
         try:
             info = probe(video_path)
             reader = FrameReader(info.path) if info.has_video else None
         except MediaError as exc:
             self._start_media(CLIP_SECONDS, f"Cannot play this clip\n{exc.detail}\n{Path(video_path).name}")
-            self.notice.emit(str(exc))
+            self._show_sound_state(str(exc))
             return
         self._info, self._reader = info, reader
         self._start_media(info.duration if info.duration > 0 else CLIP_SECONDS, None if reader else NO_VIDEO)
@@ -304,6 +363,7 @@ class PlayerWidget(QWidget):
         self._close()
         self._load_token += 1
         self.clock.clear()
+        self._end_range()
         self._duration = CLIP_SECONDS
         self.clock.duration = self._duration
         self._show_placeholder("No clip")
@@ -317,6 +377,7 @@ class PlayerWidget(QWidget):
 
     def _start_media(self, duration: float, placeholder: str | None) -> None:
         self.clock.clear()
+        self._end_range()
         self._duration = duration
         self.clock.duration = duration
         if placeholder is not None:
@@ -325,7 +386,19 @@ class PlayerWidget(QWidget):
 
     def _set_silent(self, why: str) -> None:
         self.clock.set_audio(None, 0, why)
-        self.notice.emit(why)
+        self._show_sound_state(why)
+
+    def _set_silent_mid_play(self, why: str) -> None:
+        """The clock lost the sound device while playing."""
+        self._show_sound_state(why)
+
+    def _show_sound_state(self, why: str | None) -> None:
+        """The muted icon beside the transport while there is no sound (why: its tooltip), and a notice."""
+        self.sound_label.setVisible(why is not None)
+        self.sound_label.setToolTip(why or "")
+        self.sound_reason = why
+        if why is not None:
+            self.notice.emit(why)
 
     def _load_sound(self, path: Path, token: int) -> None:
         if token != self._load_token:
@@ -336,8 +409,7 @@ class PlayerWidget(QWidget):
             self._set_silent(f"No sound: {exc.detail}")
             return
         self.clock.set_audio(samples, rate)
-        if self.clock.audio_notice:
-            self.notice.emit(self.clock.audio_notice)
+        self._show_sound_state(self.clock.audio_notice)
 
     # ------------------------------------------------------------------ transport
 
@@ -354,9 +426,52 @@ class PlayerWidget(QWidget):
         return self.clock.is_playing()
 
     def seek(self, t: float) -> None:
+        """Go to time t (a seek ends a loop or a play-once range)."""
         t = min(self._duration, max(0.0, float(t)))
+        self._end_range()
         self.clock.seek(t)
         self._show_time(t)
+
+    # ------------------------------------------------------------------ speed and ranges (ELAN / VIA habits)
+
+    def speed(self) -> float:
+        return self.clock.speed
+
+    def set_speed(self, speed: float) -> None:
+        self.clock.set_speed(speed)
+        index = SPEEDS.index(self.clock.speed) if self.clock.speed in SPEEDS else -1
+        if index >= 0 and index != self.speed_combo.currentIndex():
+            self.speed_combo.blockSignals(True)
+            self.speed_combo.setCurrentIndex(index)
+            self.speed_combo.blockSignals(False)
+
+    def step_speed(self, step: int) -> None:
+        """The next slower (-1) or faster (+1) of SPEEDS."""
+        current = min(range(len(SPEEDS)), key=lambda i: abs(SPEEDS[i] - self.clock.speed))
+        self.set_speed(SPEEDS[min(len(SPEEDS) - 1, max(0, current + step))])
+
+    def play_segments(self, first: int, last: int, loop: bool) -> None:
+        """Play segments first..last once (then stop at their end), or loop them until stopped."""
+        with QSignalBlocker(self.loop_button):
+            self.loop_button.setChecked(loop)
+        self.clock.play_range(segment_start(first), segment_start(last + 1), loop)
+        self._show_time(self.clock.position())
+
+    def looping(self) -> bool:
+        range_ = self.clock.range
+        return range_ is not None and range_[2]
+
+    def _loop_toggled(self, on: bool) -> None:
+        if on:
+            seg = self.current_segment()
+            self.play_segments(seg, seg, loop=True)
+        else:
+            self._end_range()
+
+    def _end_range(self) -> None:
+        self.clock.clear_range()
+        with QSignalBlocker(self.loop_button):
+            self.loop_button.setChecked(False)
 
     def step_frame(self, n: int) -> None:
         """n frames on (or back); pauses, as frame stepping is for looking closely."""
@@ -420,6 +535,7 @@ class PlayerWidget(QWidget):
         if seg != self._segment:
             self._segment = seg
             self.segment_bar.set_current(seg)
+            self.prediction_strip.set_segment(seg)
             self.segment_changed.emit(seg)
 
     def _show_frame_at(self, t: float) -> None:
@@ -447,6 +563,7 @@ class PlayerWidget(QWidget):
 
     def _refresh_labels(self, t: float) -> None:
         self.time_label.setText(f"{format_time(t)} / {format_time(self._duration)}")
-        seg = time_to_segment(t)
-        self.segment_label.setText(f"segment {seg + 1}/{NUM_SEGMENTS}")
-        self.segment_label.setToolTip(f"{segment_start(seg):g}–{segment_start(seg + 1):g} s (segment index {seg})")
+        seg = time_to_segment(t)  # numbered 0-9 like the timelines' columns and the CSVs' onsets
+        self.segment_label.setText(f"segment {seg} · {segment_start(seg):g}–{segment_start(seg + 1):g} s")
+        self.segment_label.setToolTip(f"Segment {seg} of 0–{NUM_SEGMENTS - 1}: the timelines' column {seg}, "
+                                      f"onset {seg} in the dense CSVs")

@@ -1,9 +1,10 @@
 """User preferences in an INI file (QSettings): annotator, key bindings, default filters, theme."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
-from PySide6.QtCore import QSettings
+from PySide6.QtCore import QByteArray, QSettings
 
 from annotation.queue import QueueFilter
 from ui.keymap import action_shortcuts, class_keys
@@ -80,6 +81,27 @@ class Preferences:
         self.qs.setValue("filter/split", split)
         self.qs.setValue("filter/status", status)
         self.qs.setValue("filter/empty_visual", "any" if empty_visual is None else str(empty_visual).lower())
+        self.qs.sync()
+
+    def workspace(self) -> dict:
+        """What the window looked like when it was closed (see MainWindow.save_workspace); {} at first."""
+        value = self._get("workspace/state_json", "")
+        try:
+            data = json.loads(value) if value else {}
+        except json.JSONDecodeError:  # a hand-edited file: start from the defaults
+            return {}
+        for key in ("geometry", "dock_state", "media_splitter", "top_splitter"):
+            blob = self.qs.value(f"workspace/{key}")
+            if isinstance(blob, QByteArray):
+                data[key] = blob
+        return data
+
+    def set_workspace(self, data: dict) -> None:
+        self.qs.setValue("workspace/state_json", json.dumps({k: v for k, v in data.items()
+                                                            if not isinstance(v, QByteArray)}))
+        for key, value in data.items():
+            if isinstance(value, QByteArray):
+                self.qs.setValue(f"workspace/{key}", value)
         self.qs.sync()
 
     def recent_value(self, key: str, default: str = "") -> str:

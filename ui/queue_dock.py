@@ -32,7 +32,9 @@ STATUS_CHOICES = (
     ("Out of taxonomy", frozenset({"out_of_taxonomy"})), ("Skipped", frozenset({"skipped"})), ("Any status", None),
 )
 SORT_CHOICES = (("Sort: clip id", "id"), ("Sort: number of weak labels", "weak_count"),
-                ("Sort: A/V disagreement", "disagreement"))
+                ("Sort: A/V disagreement", "disagreement"), ("Sort: model doubt, audio", "uncertainty_audio"),
+                ("Sort: model doubt, visual", "uncertainty_visual"),
+                ("Sort: model vs labels", "model_disagreement"))
 SEARCH_DEBOUNCE_MS = 150
 
 
@@ -41,6 +43,7 @@ class QueueDock(QDockWidget):
 
     clip_activated = Signal(int)
     filter_changed = Signal()
+    emptied = Signal()  # the list shows no clip (a finished queue, or a filter nothing passes)
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__("Review queue", parent)
@@ -53,9 +56,13 @@ class QueueDock(QDockWidget):
         self._engine: Engine | None = None
         self._session_start = datetime.now(timezone.utc)
         self._last_emitted: int | None = None
+        self._stale: set[int] = set()  # listed clips that no longer pass the filter; they go once left
+        self._pinned: set[int] = set()  # clips listed although the filter hides them (until left)
+        self._emptied = False  # the list showed no clip: the next one listed opens by itself
         self._build()
         self._show_filter(self._filter)
         self._apply(emit=False)
+        self._emptied = False  # the empty queue of construction is not an emptied list
 
     # ---- construction -----------------------------------------------------------------
     def _build(self) -> None:
@@ -94,7 +101,8 @@ class QueueDock(QDockWidget):
         self.sort_combo = QComboBox()
         for text, _ in SORT_CHOICES:
             self.sort_combo.addItem(text)
-        self.sort_combo.setToolTip("Order of the queue; ties keep clip-id order")
+        self.sort_combo.setToolTip("Order of the queue; ties keep clip-id order. The model sorts follow the "
+                                   "prediction run chosen above the timelines (descending: most doubtful first)")
         self.desc_button = QToolButton()
         self.desc_button.setCheckable(True)
         self.desc_button.setAutoRaise(True)
@@ -140,6 +148,11 @@ class QueueDock(QDockWidget):
         for col, chars in ((CLIP, 22), (SPLIT, 6), (STATUS, 17), (DISAGREEMENT, 8)):
             header.resizeSection(col, char * chars)
         layout.addWidget(self.view, 1)
+        # the editor owns the keyboard: these take keys only once the user clicks into them
+        for widget in (self.split_combo, self.status_combo, self.class_combo, self.sort_combo, self.empty_check,
+                       self.search_edit, self.view):
+            widget.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
+        self.desc_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
 
         self.progress_label = QLabel()
         self.progress_label.setToolTip(
@@ -181,6 +194,12 @@ class QueueDock(QDockWidget):
         """Show `queue` (already loaded); the pace of the progress line counts from now."""
         self._queue = queue
         self._session_start = datetime.now(timezone.utc)
+        self._emptied = False
+        self._apply(emit=False)
+
+    def set_run(self, engine, source: str | None) -> None:
+        """The prediction run the model sorts follow; the list re-sorts at once."""
+        self._queue.attach_run(engine, source)
         self._apply(emit=False)
 
     def set_annotator(self, name: str | None) -> None:
@@ -193,16 +212,43 @@ class QueueDock(QDockWidget):
         self._apply(emit=False)
 
     def update_clip(self, engine: Engine, clip_id: int) -> None:
-        """After a review or edit: re-read that clip, repaint its row and the progress; no re-filtering."""
+        """After a review or edit: re-read that clip, repaint its row and the progress. A clip that no
+        longer passes the filter (accepted while listing pending clips) stays while it is the one on
+        screen, and leaves the list when the annotator moves on."""
         self._queue.refresh_clip(engine, clip_id)
         row = self.model.row_of(clip_id)
         if row is not None:
             self.model.refresh_row(row)
+            if not self._queue.passes(clip_id, self._filter):
+                self._stale.add(clip_id)
+                if clip_id != self.current_clip_id():
+                    self._apply(emit=False)
         self._update_progress()
+
+    def drop_stale(self) -> None:
+        """List again now: clips that left the filter (e.g. the last one just accepted) go, and an
+        empty list says so (`emptied`)."""
+        if self._stale:
+            self._apply(emit=True)
+
+    def progress(self):
+        """The progress of the current filter (reviewed / all, any status)."""
+        return self._queue.progress(self._filter, self._annotator, since=self._session_start)
 
     def current_clip_id(self) -> int | None:
         index = self.view.currentIndex()
         return self.model.clip_id_at(index.row()) if index.isValid() else None
+
+    def reveal(self, clip_id: int) -> bool:
+        """List and select `clip_id` even if the filter hides it (an undo brought it back on screen);
+        it leaves the list when the annotator moves on, like a reviewed clip."""
+        if self.select_clip(clip_id):
+            return True
+        if self._queue.position_of(clip_id) is None:
+            return False
+        self._pinned.add(clip_id)
+        self._apply(emit=False)
+        return self.select_clip(clip_id)
 
     def select_clip(self, clip_id: int) -> bool:
         """Select (and scroll to) a listed clip; False if the filter hides it."""
@@ -216,6 +262,15 @@ class QueueDock(QDockWidget):
         index = self.view.currentIndex()
         row = index.row() + 1 if index.isValid() else 0
         return self._select_row(row) if row < self.model.rowCount() else None
+
+    def select_next_pending(self) -> int | None:
+        """Select the next listed clip whose review is still pending (the list may show any status)."""
+        index = self.view.currentIndex()
+        for row in range(index.row() + 1 if index.isValid() else 0, self.model.rowCount()):
+            clip_id = self.model.clip_id_at(row)
+            if self._queue.row(clip_id).status == "pending":
+                return self._select_row(row)
+        return None
 
     def select_previous(self) -> int | None:
         index = self.view.currentIndex()
@@ -279,21 +334,33 @@ class QueueDock(QDockWidget):
         if clip_id != self._last_emitted:
             self._last_emitted = clip_id
             self.clip_activated.emit(clip_id)
+        if (self._stale | self._pinned) - {clip_id}:  # moved on from a clip that left the filter: drop it now
+            self._pinned &= {clip_id}
+            QTimer.singleShot(0, lambda: self._apply(emit=False))
 
     def _apply(self, emit: bool) -> None:
+        """List the clips of the filter, keeping the current one selected if it still passes; if it
+        does not, the first listed clip opens; `emptied` says when none is listed."""
         keep = self.current_clip_id()
-        positions = self._queue.positions(self._filter, self._sort, self._descending)
+        positions = self._queue.positions(self._filter, self._sort, self._descending, include=self._pinned)
+        self._stale.clear()
         self.model.set_contents(self._queue, positions)
         restored = keep is not None and self.select_clip(keep)
         if not restored:
             self._last_emitted = None  # the clip left the list; showing it again is a new activation
+            if not self.model.rowCount():
+                self._emptied = True
+                self.emptied.emit()
+            elif keep is not None or self._emptied:  # the first listed clip replaces the one that left
+                self._emptied = False
+                self._select_row(0)
         self.count_label.setText(f"{len(positions):,} clip{'s' if len(positions) != 1 else ''}")
         self._update_progress()
         if emit:
             self.filter_changed.emit()
 
     def _update_progress(self) -> None:
-        progress = self._queue.progress(self._filter, self._annotator, since=self._session_start)
+        progress = self.progress()
         self.progress_label.setText(progress.summary())
         self.progress_bar.setRange(0, max(progress.total, 1))
         self.progress_bar.setValue(progress.reviewed if progress.total else 0)

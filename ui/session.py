@@ -8,15 +8,19 @@ let the person choose; nothing is overwritten silently.
 """
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QUndoCommand, QUndoStack
 
 from annotation import editing
-from annotation.store import TRACKS, ClipRecord, ConflictError, LabelStore, ReviewState, TrackState
+from annotation.history import grid_of
+from annotation.predictions import ClipScores, clip_scores
+from annotation.store import TRACKS, ClipRecord, ConflictError, EditRecord, LabelStore, ReviewState, TrackState
 
 LAYERS = ("pseudo", "truth", "prediction")
 
@@ -31,6 +35,7 @@ class ClipView:
     layers: dict[str, dict[str, np.ndarray | None]]  # track -> layer -> grid
     review: ReviewState
     prediction_source: str | None = None
+    scores: ClipScores | None = None  # the probabilities behind the prediction layer, when the run kept them
 
 
 @dataclass(frozen=True)
@@ -50,35 +55,52 @@ class _Known:
     reviews: dict[int, int] = field(default_factory=dict)
 
 
-class _GridCommand(QUndoCommand):
-    def __init__(self, session: "ClipSession", clip_id: int, track: str,
-                 before: np.ndarray | None, after: np.ndarray | None, text: str):
+class _ClipCommand(QUndoCommand):
+    """An edit of one clip: `write(value)` stores `before` (undo) or `after` (redo). Undo and redo
+    of an edit of another clip than the one on screen bring that clip back first
+    (`show_requested`), then say what changed where (`applied`): a change is never made out of
+    sight. The first redo is the edit itself."""
+
+    def __init__(self, session: "ClipSession", clip_id: int, part: str, text: str, before, after,
+                 write: Callable[[object], bool]):
         super().__init__(text)
-        self.session, self.clip_id, self.track = session, clip_id, track
-        self.before, self.after = before, after
+        self.session, self.clip_id, self.before, self.after, self.write = session, clip_id, before, after, write
+        self.key = (clip_id, part)  # part: "audio", "visual" or "review"
+        self.generation = session.generation(self.key)
+        self._done_once = False
+
+    def _apply(self, value, verb: str) -> None:
+        replay = self._done_once or verb == "Undid"
+        if replay:
+            self.session.bring_on_screen(self.clip_id)
+            if self.session.generation(self.key) != self.generation:
+                # someone else saved this part since: undoing would silently drop their change
+                self.session.stale_replay(self.key, value, self.text())
+                self.setObsolete(True)
+                return
+        if not self.write(value):
+            self.setObsolete(True)
+        elif replay:
+            self.session.applied.emit(f"{verb}: {self.text()} · {self.session.clip_name(self.clip_id)}")
+        self._done_once = True
 
     def redo(self) -> None:
-        if not self.session._write_grid(self.clip_id, self.track, self.after):
-            self.setObsolete(True)
+        self._apply(self.after, "Redid")
 
     def undo(self) -> None:
-        if not self.session._write_grid(self.clip_id, self.track, self.before):
-            self.setObsolete(True)
+        self._apply(self.before, "Undid")
 
 
-class _ReviewCommand(QUndoCommand):
-    def __init__(self, session: "ClipSession", clip_id: int, before: tuple[str, str | None],
-                 after: tuple[str, str | None], text: str):
-        super().__init__(text)
-        self.session, self.clip_id, self.before, self.after = session, clip_id, before, after
+def _grid_command(session: "ClipSession", clip_id: int, track: str, before: np.ndarray | None,
+                 after: np.ndarray | None, text: str) -> _ClipCommand:
+    return _ClipCommand(session, clip_id, track, text, before, after,
+                        lambda grid: session._write_grid(clip_id, track, grid))
 
-    def redo(self) -> None:
-        if not self.session._write_review(self.clip_id, *self.after):
-            self.setObsolete(True)
 
-    def undo(self) -> None:
-        if not self.session._write_review(self.clip_id, *self.before):
-            self.setObsolete(True)
+def _review_command(session: "ClipSession", clip_id: int, before: tuple[str, str | None],
+                   after: tuple[str, str | None], text: str) -> _ClipCommand:
+    return _ClipCommand(session, clip_id, "review", text, before, after,
+                        lambda value: session._write_review(clip_id, *value))
 
 
 class ClipSession(QObject):
@@ -87,6 +109,8 @@ class ClipSession(QObject):
     review_changed = Signal(int, object)  # clip_id, ReviewState
     saved = Signal(str)  # status-bar text
     conflict = Signal(object)  # Conflict
+    show_requested = Signal(int)  # clip_id: an undo/redo touches a clip that is not on screen
+    applied = Signal(str)  # status-bar text: what an undo/redo changed, and on which clip
 
     def __init__(self, store: LabelStore, annotator: str, parent: QObject | None = None):
         super().__init__(parent)
@@ -96,18 +120,22 @@ class ClipSession(QObject):
         self.view: ClipView | None = None
         self._known = _Known()
         self.last_commit_ms: float | None = None
+        self._seen: dict[str, int] = {}  # stored versions of the clip on screen, as last shown or written
+        self._generations: dict[tuple[int, str], int] = {}  # bumped when another window saved that part
+        self.writes = 0  # own commits so far: a poll that raced one of them is dropped
+        self.prediction_run: str | None = None  # the prediction source to show (None: the newest one)
 
     # ---- loading -----------------------------------------------------------------------
     def open_clip(self, clip_id: int) -> ClipView:
         clip = self.store.clip(clip_id)
         stored = self.store.tracks(clip_id)
         review = self.store.review(clip_id)
-        prediction = self._latest_prediction(stored)
+        prediction = self._chosen_prediction(stored)
         current, edited, layers = {}, {}, {}
         for track in TRACKS:
             manual = stored.get((track, "manual"))
             pseudo = stored.get((track, "pseudo"))
-            self._known.tracks[(clip_id, track)] = manual.version if manual else 0
+            self._note_version((clip_id, track), self._known.tracks, manual.version if manual else 0)
             edited[track] = manual is not None
             base = manual or pseudo
             current[track] = base.grid.copy() if base else np.zeros((25, 10), np.uint8)
@@ -116,15 +144,77 @@ class ClipSession(QObject):
                 "truth": stored[(track, "truth")].grid if (track, "truth") in stored else None,
                 "prediction": stored[(track, prediction)].grid if prediction and (track, prediction) in stored else None,
             }
-        self._known.reviews[clip_id] = review.version
-        self.view = ClipView(clip, current, edited, layers, review, prediction)
+        self._note_version((clip_id, "review"), self._known.reviews, review.version, key=clip_id)
+        self._seen = {**{f"{t}/{src}": state.version for (t, src), state in stored.items()}, "review": review.version}
+        scores = clip_scores(self.store.engine, clip_id, prediction) if prediction else None
+        self.view = ClipView(clip, current, edited, layers, review, prediction, scores)
         self.clip_loaded.emit(self.view)
         return self.view
+
+    def _chosen_prediction(self, stored: dict[tuple[str, str], TrackState]) -> str | None:
+        """The run picked in the window if this clip has it; else none when one was picked (another
+        run's layer must not pass for it), the newest run when none was."""
+        if self.prediction_run is not None:
+            return self.prediction_run if any(src == self.prediction_run for _, src in stored) else None
+        return self._latest_prediction(stored)
 
     @staticmethod
     def _latest_prediction(stored: dict[tuple[str, str], TrackState]) -> str | None:
         runs = [(state.updated_at, source) for (track, source), state in stored.items() if source.startswith("prediction:")]
         return max(runs, key=lambda r: (r[0] is not None, r[0]))[1] if runs else None
+
+    def close_clip(self) -> None:
+        """Nothing on screen (the list shows no clip); the undo history stays."""
+        self.view = None
+
+    def _note_version(self, part: tuple[int, str], known: dict, version: int, key=None) -> None:
+        """Remember the stored version of a part; if it moved since this window last knew it, someone
+        else saved it: this window's undo entries of that part become conflicts, never overwrites."""
+        key = part if key is None else key
+        if key in known and known[key] != version:
+            self._generations[part] = self.generation(part) + 1
+        known[key] = version
+
+    # ---- other annotators' saves ---------------------------------------------------------
+    def generation(self, key: tuple[int, str]) -> int:
+        return self._generations.get(key, 0)
+
+    def changed_elsewhere(self, clip_id: int, versions: dict[str, int]) -> list[str]:
+        """Which stored parts of the clip on screen ("audio/manual", "review", "visual/prediction:x", ...)
+        differ from what this window last showed or wrote."""
+        if self.view is None or self.view.clip.id != clip_id:
+            return []
+        return sorted(k for k in set(versions) | set(self._seen) if versions.get(k, 0) != self._seen.get(k, 0))
+
+    def reload_changed(self, clip_id: int) -> ClipView | None:
+        """Show what another window saved: the clip is read again, and this window's undo entries of
+        the parts that changed become conflicts instead of silent overwrites."""
+        return self.open_clip(clip_id) if self.view is not None and self.view.clip.id == clip_id else None
+
+    def stale_replay(self, key: tuple[int, str], value, text: str) -> None:
+        """An undo/redo of a part someone else saved since: show both versions, change nothing."""
+        clip_id, part = key
+        if part == "review":
+            current = self.store.review(clip_id)
+            self._known.reviews[clip_id] = current.version
+            mine = value
+        else:
+            current = self.store.track(clip_id, part, "manual")
+            self._known.tracks[key] = current.version
+            mine = None if value is None else np.array(value, copy=True)
+        who = current.updated_by if isinstance(current, TrackState) else current.annotator
+        self.conflict.emit(Conflict(clip_id, None if part == "review" else part, mine, current,
+                                    f"{text}: {who or 'another annotator'} saved this clip's {part} since"))
+
+    def bring_on_screen(self, clip_id: int) -> None:
+        """Ask the window to show `clip_id` (synchronously) unless it is on screen."""
+        if self.view is None or self.view.clip.id != clip_id:
+            self.show_requested.emit(clip_id)
+
+    def clip_name(self, clip_id: int) -> str:
+        if self.view is not None and self.view.clip.id == clip_id:
+            return self.view.clip.filename
+        return self.store.clip(clip_id).filename
 
     def current(self, track: str) -> np.ndarray:
         assert self.view is not None, "no clip open"
@@ -138,7 +228,7 @@ class ClipSession(QObject):
         if np.array_equal(before_grid, after):
             return False
         before = before_grid.copy() if self.view.edited[track] else None
-        self.undo_stack.push(_GridCommand(self, self.view.clip.id, track, before, after.copy(), text))
+        self.undo_stack.push(_grid_command(self, self.view.clip.id, track, before, after.copy(), text))
         return True
 
     def set_cells(self, track: str, cells: list[tuple[int, int]], value: int) -> bool:
@@ -165,8 +255,34 @@ class ClipSession(QObject):
         new_note = review.note if keep_note and note is None else note
         if (status, new_note) == (review.status, review.note):
             return False
-        self.undo_stack.push(_ReviewCommand(self, self.view.clip.id, (review.status, review.note),
+        self.undo_stack.push(_review_command(self, self.view.clip.id, (review.status, review.note),
                                             (status, new_note), f"Mark {status.replace('_', ' ')}"))
+        return True
+
+    def restore(self, edit: EditRecord) -> bool:
+        """Make the version an edit left current again, as a new undoable edit of the clip on
+        screen (the history keeps both): the grid after a cells edit (None: the pseudo-label),
+        or the status and note after a review edit."""
+        if self.view is None or edit.source not in (None, "manual"):
+            return False
+        when = f"{edit.at.astimezone():%H:%M:%S}" + (f" by {edit.annotator}" if edit.annotator else "")
+        if edit.kind == "review":
+            after = json.loads(edit.after or "{}")
+            review = self.view.review
+            status, note = after.get("status", "pending"), after.get("note")
+            if (status, note) == (review.status, review.note):
+                return False
+            self.undo_stack.push(_review_command(self, self.view.clip.id, (review.status, review.note),
+                                                (status, note), f"Restore review of {when}"))
+            return True
+        track = edit.track
+        grid = grid_of(edit.after)
+        before = self.view.current[track].copy() if self.view.edited[track] else None
+        if (grid is None and before is None) or (grid is not None and before is not None
+                                                 and np.array_equal(grid, before)):
+            return False
+        self.undo_stack.push(_grid_command(self, self.view.clip.id, track, before, grid,
+                                           f"Restore {track} labels of {when}"))
         return True
 
     # ---- conflicts ---------------------------------------------------------------------
@@ -174,9 +290,11 @@ class ClipSession(QObject):
         """The person chose: keep their own version (a new, undoable edit over theirs) or take the other one."""
         if conflict.track is None:
             self._known.reviews[conflict.clip_id] = conflict.theirs.version
+            if self.view is not None and self.view.clip.id == conflict.clip_id:
+                self._seen["review"] = conflict.theirs.version
             if keep_mine:
                 status, note = conflict.mine
-                self.undo_stack.push(_ReviewCommand(self, conflict.clip_id, (conflict.theirs.status, conflict.theirs.note),
+                self.undo_stack.push(_review_command(self, conflict.clip_id, (conflict.theirs.status, conflict.theirs.note),
                                                     (status, note), f"Keep my review ({status})"))
             else:
                 self._adopt_review(conflict.clip_id, conflict.theirs)
@@ -184,7 +302,7 @@ class ClipSession(QObject):
         theirs: TrackState = conflict.theirs
         self._known.tracks[(conflict.clip_id, conflict.track)] = theirs.version
         if keep_mine:
-            command = _GridCommand(self, conflict.clip_id, conflict.track,
+            command = _grid_command(self, conflict.clip_id, conflict.track,
                                    theirs.grid.copy() if theirs.exists else None, conflict.mine,
                                    f"Keep my {conflict.track} labels")
             self.undo_stack.push(command)
@@ -216,6 +334,12 @@ class ClipSession(QObject):
             self.conflict.emit(Conflict(clip_id, track, None if grid is None else grid.copy(), exc.current, str(exc)))
             return False
         self.last_commit_ms = (time.perf_counter() - started) * 1000
+        self.writes += 1
+        if self.view is not None and self.view.clip.id == clip_id:
+            if grid is None:
+                self._seen.pop(f"{track}/manual", None)
+            else:
+                self._seen[f"{track}/manual"] = self._known.tracks[key]
         self._adopt_grid(clip_id, track, shown, grid is not None)
         self.saved.emit(f"Saved {time.strftime('%H:%M:%S')}")
         return True
@@ -236,6 +360,9 @@ class ClipSession(QObject):
             self.conflict.emit(Conflict(clip_id, None, (status, note), exc.current, str(exc)))
             return False
         self._known.reviews[clip_id] = state.version
+        self.writes += 1
+        if self.view is not None and self.view.clip.id == clip_id:
+            self._seen["review"] = state.version
         self._adopt_review(clip_id, state)
         self.saved.emit(f"Saved {time.strftime('%H:%M:%S')}")
         return True

@@ -427,7 +427,8 @@ class TrackTimeline(QWidget):
             cls = self.visible_rows()[hit.row]
             if hit.kind == "label":
                 return DISPLAY_NAMES[cls] + ("" if cls in self._weak_rows else " (not in the weak label)")
-            return tooltip_text(cls, hit.seg, self._display_grid(), self._layers)
+            text = tooltip_text(cls, hit.seg, self._display_grid(), self._layers)
+            return text + ("\nClick to toggle · drag to paint" if self._editable and hit.kind == "cell" else "")
         if hit.kind == "header":
             return f"Segment {hit.seg} ({hit.seg}–{hit.seg + 1} s): click to seek, shift-click or drag to select"
         return "Show or hide the classes outside the weak label"

@@ -11,7 +11,8 @@ from typing import Mapping, Sequence
 import numpy as np
 from PySide6.QtCore import QEvent, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
-    QButtonGroup, QComboBox, QFrame, QHBoxLayout, QLabel, QScrollArea, QToolButton, QVBoxLayout, QWidget,
+    QButtonGroup, QComboBox, QFrame, QHBoxLayout, QLabel, QScrollArea, QSizePolicy, QToolButton, QVBoxLayout,
+    QWidget,
 )
 
 from annotation.grid import GRID_SHAPE
@@ -31,6 +32,9 @@ def derive_av(audio: np.ndarray | None, visual: np.ndarray | None) -> np.ndarray
     return (np.asarray(audio) & np.asarray(visual)).astype(np.uint8)
 
 
+EDIT_HINT = "Click a cell: toggle · drag: paint · click a second: seek"
+
+
 class TimelinePanel(QWidget):
     """Audio, visual and derived audio-visual timelines with one view switch; re-emits their signals."""
 
@@ -39,6 +43,7 @@ class TimelinePanel(QWidget):
     selection_changed = Signal(str, int, int)
     cursor_moved = Signal(str, int, int)
     active_track_changed = Signal(str)
+    run_chosen = Signal(object)  # 'prediction:<run>' (None: there is none)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -100,7 +105,22 @@ class TimelinePanel(QWidget):
             lambda _: self.set_diff_reference(self._reference.currentData())
         )
         bar.addWidget(self._reference)
-        bar.addStretch(1)
+        bar.addSpacing(10)
+        bar.addWidget(QLabel("Model"))
+        self.run_combo = QComboBox(toolTip="The prediction run shown as the 'prediction' layer, over the video "
+                                           "(M) and by the queue's model sorts")
+        self.run_combo.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
+        self.run_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+        self.run_combo.currentIndexChanged.connect(lambda _: self.run_chosen.emit(self.run_combo.currentData()))
+        bar.addWidget(self.run_combo)
+        self.set_runs([], None)
+        bar.addSpacing(10)
+        self.edit_hint = QLabel(EDIT_HINT)
+        self.edit_hint.setEnabled(False)  # dim: a reminder, not a control
+        self.edit_hint.setToolTip("Click a cell to toggle it, drag to paint a run, click a second's number to seek")
+        self.edit_hint.setMinimumWidth(0)  # gives way to the controls in a narrow window
+        self.edit_hint.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        bar.addWidget(self.edit_hint, 1)
         self._others = QToolButton(text="All classes", checkable=True)
         self._others.setToolTip("Show all 25 classes, not only the weak label and the ones set")
         self._others.toggled.connect(lambda on: self.set_others_collapsed(not on))
@@ -117,6 +137,25 @@ class TimelinePanel(QWidget):
             timeline.activated.connect(lambda t=track: self.set_active_track(t))
 
     # ----------------------------------------------------------------- public API
+    def set_runs(self, sources: list[str], chosen: str | None) -> None:
+        """The prediction runs to pick from (sources 'prediction:<run>'), `chosen` selected; no signal."""
+        self.run_combo.blockSignals(True)
+        self.run_combo.clear()
+        if not sources:
+            self.run_combo.addItem("no prediction run", None)
+        for source in sources:
+            self.run_combo.addItem(source.split(":", 1)[1], source)
+        self.run_combo.setCurrentIndex(max(self.run_combo.findData(chosen), 0))
+        self.run_combo.setEnabled(bool(sources))
+        self.run_combo.blockSignals(False)
+
+    def chosen_run(self) -> str | None:
+        return self.run_combo.currentData()
+
+    def preferred_height(self) -> int:
+        """Height that shows the toolbar and all three tracks (weak rows) without scrolling."""
+        return self.layout().itemAt(0).sizeHint().height() + self._scroll.widget().sizeHint().height() + 12
+
     def timeline(self, track: str) -> TrackTimeline:
         return self._timelines[track]
 
@@ -177,6 +216,9 @@ class TimelinePanel(QWidget):
         index = self._reference.findData(name)
         if index != self._reference.currentIndex():
             self._reference.setCurrentIndex(index)
+
+    def diff_reference(self) -> str:
+        return self._timelines["audio"].diff_reference()
 
     def set_others_collapsed(self, collapsed: bool) -> None:
         for timeline in self._timelines.values():

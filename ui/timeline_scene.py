@@ -23,6 +23,8 @@ from ui.timeline_render import (
     CellPalette, TimelineGeometry, diff_counts, diff_image, diff_states, grid_image,
 )
 
+ADDED_PATTERN = QColor(0, 0, 0, 150)  # the cross drawn over "added" cells of the diff view
+
 
 def _colour(value: str | QColor, alpha: int | None = None) -> QColor:
     colour = QColor(value)
@@ -106,6 +108,10 @@ class TimelineScene:
         removed = _colour(theme.REMOVED)
         self._removed_item.setPen(QPen(removed, 1.2))
         self._removed_item.setBrush(QBrush(removed, Qt.BrushStyle.BDiagPattern))
+        # added cells: the green fill plus a cross pattern, so "added" never reads as a green class
+        self._added_item = self._add_item(QGraphicsPathItem(), z=1)
+        self._added_item.setPen(Qt.PenStyle.NoPen)
+        self._added_item.setBrush(QBrush(ADDED_PATTERN, Qt.BrushStyle.CrossPattern))
         if layout.mode == "side":
             self._add_minis(muted, lines, small)
         else:
@@ -249,6 +255,12 @@ class TimelineScene:
             if state == REMOVED:
                 swatch.setBrush(QBrush(colour, Qt.BrushStyle.BDiagPattern))
                 swatch.setPen(QPen(colour, 1))
+            elif state == ADDED:
+                swatch.setBrush(colour)
+                swatch.setPen(Qt.PenStyle.NoPen)
+                pattern = self._add_item(QGraphicsRectItem(x, y + 3, 10, 10), z=6)
+                pattern.setBrush(QBrush(ADDED_PATTERN, Qt.BrushStyle.CrossPattern))
+                pattern.setPen(Qt.PenStyle.NoPen)
             else:
                 swatch.setBrush(colour)
                 swatch.setPen(Qt.PenStyle.NoPen)
@@ -268,16 +280,18 @@ class TimelineScene:
         for index, (first, count, _) in enumerate(self._sections()):
             if count:
                 self._images[(-1, index)].setImage(image[first:first + count], autoLevels=False)
-        path = QPainterPath()
+        paths = {REMOVED: QPainterPath(), ADDED: QPainterPath()}
         if layout.mode == "diff" and reference is not None and rows:
             states = diff_states(grid[rows], reference[rows])
-            for pos, seg in zip(*np.nonzero(states == REMOVED)):
-                x, y, w, h = layout.geom.cell(int(pos), int(seg))
-                path.addRect(QRectF(x + 2, y + 2, w - 4, h - 4))
+            for state, path in paths.items():
+                for pos, seg in zip(*np.nonzero(states == state)):
+                    x, y, w, h = layout.geom.cell(int(pos), int(seg))
+                    path.addRect(QRectF(x + 2, y + 2, w - 4, h - 4))
             counts = diff_counts(grid[rows], reference[rows])
             for state, item in self._legend_counts.items():
                 item.setText(str(counts[state]))
-        self._removed_item.setPath(path)
+        self._removed_item.setPath(paths[REMOVED])
+        self._added_item.setPath(paths[ADDED])
 
     def update_overlays(
         self, playhead: int | None, selection: tuple[int, int] | None, cursor: tuple[int, int], editable: bool,
