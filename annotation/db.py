@@ -66,7 +66,9 @@ def _sqlite_reader(path: str, probe: bool = False):
     wal, shm = Path(path + "-wal"), Path(path + "-shm")
 
     def connect():
-        if probe and _wal_mode(path) and not shm.exists() and not wal.exists():
+        # side files first: _wal_mode open()s the file, and closing any descriptor of it drops every
+        # POSIX lock this process holds there; with no -shm no connection of ours holds one
+        if probe and not shm.exists() and not wal.exists() and _wal_mode(path):
             return sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True, check_same_thread=False)
         conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=10, check_same_thread=False)
         try:
@@ -82,7 +84,9 @@ def _sqlite_reader(path: str, probe: bool = False):
 
 
 def _wal_mode(path: str) -> bool:
-    """The SQLite header's read/write format bytes (offsets 18, 19) are 2 in WAL mode."""
+    """The SQLite header's read/write format bytes (offsets 18, 19) are 2 in WAL mode. Only for a file
+    no connection of this process has open: the close() drops that process's locks on it (POSIX), and
+    another process closing its last connection would then delete the -wal and -shm under ours."""
     with open(path, "rb") as handle:
         header = handle.read(20)
     return len(header) == 20 and header[18] == 2

@@ -316,3 +316,12 @@ def import_llp(engine: Engine, data_dir: str | Path, progress: Progress | None =
             conn.execute(insert(f).values(name=name, path=str(path), files=count, shape=shape))
     return report
 
+
+
+def data_folders(engine: Engine) -> list[str]:
+    """The LLP-layout folders features were imported from (each feature folder sits two levels
+    below its data folder: feats/vggish, CLIP/features, ...), most files first."""
+    f = FeatureSet.__table__
+    with engine.connect() as conn:
+        rows = conn.execute(select(f.c.path, f.c.files).order_by(f.c.files.desc())).all()
+    return list(dict.fromkeys(str(Path(path).parent.parent) for path, _ in rows))

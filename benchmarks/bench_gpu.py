@@ -12,6 +12,8 @@ developer machines have none.
   (`--workers` processes), the input check before the epoch, validation on the 649 val
   clips, test at the end. Reported: the check, the training steps (data loading included),
   validation and test, clips/s, peak device memory;
+- panel: MUG's epoch again, as the window's training panel runs it (a separate `train --db
+  --events` process started by `ui.training_runner`, read in a Qt event loop);
 - scan: batch 8, dim 256, N 16, variable B/C, L in {10, 20, 100, 1000, 4096}, forward and
   forward+backward: mamba_ssm's CUDA kernel (when it imports) and the chunked PyTorch scan,
   each against the sequential PyTorch reference on the same device.
@@ -130,6 +132,53 @@ def scan_rows(device: torch.device) -> list[dict]:
     return rows
 
 
+def panel_epoch(data: Path, device: torch.device, work: Path, workers: int, model: str = "mug") -> dict:
+    """One epoch of `model` as the window's training panel runs it: the folder imported into a SQLite
+    store, `TrainingRunner` starting `avvp-studio train --db ... --events --device D` as a separate
+    process, its events read in an offscreen Qt event loop. Reported: launch to the first step event
+    (process start, imports, input check), the epoch's steps, launch to the process gone."""
+    import os
+
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PySide6.QtCore import QEventLoop, QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from annotation.db import open_database
+    from annotation.importer import import_llp
+    from ui.training_runner import TrainingRunner, TrainRequest
+
+    _app = QApplication.instance() or QApplication([])  # the event loop below needs one
+    db = str(work / "panel.sqlite")
+    import_llp(open_database(db), data)
+    runner = TrainingRunner()
+    marks: dict[str, float] = {}
+    epochs: list[dict] = []
+
+    def seen(batch: list[dict]) -> None:
+        for event in batch:
+            if event["event"] == "step":
+                marks.setdefault("first_step", time.perf_counter())
+            elif event["event"] == "epoch":
+                epochs.append(event)
+
+    loop = QEventLoop()
+    result: list = []
+    runner.events.connect(seen)
+    runner.finished.connect(lambda status, code, tail: (result.extend([status, code, tail]), loop.quit()))
+    request = TrainRequest(data=str(data), db=db, out=str(work / f"panel-{model}"), name=f"panel-{model}", model=model,
+                           epochs=1, device=str(device), predict=(),
+                           text_audio=str(data / "text/clap_captions.npy"), text_visual=str(data / "text/clip_captions.npy"),
+                           extra=["--warmup-epochs", "0", "--num-workers", str(workers)])
+    began = time.perf_counter()
+    QTimer.singleShot(0, lambda: runner.start(request))
+    loop.exec()
+    ended = time.perf_counter()
+    if result[0] != "finished":
+        raise RuntimeError(f"the panel's run ended {result[0]} (exit {result[1]}):\n{result[2][-3000:]}")
+    return {"model": model, "device": str(device), "launch_to_first_step_s": round(marks["first_step"] - began, 1),
+            "epoch_steps_s": round(epochs[0]["seconds"], 1), "launch_to_gone_s": round(ended - began, 1)}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda", help="cuda (default), cuda:N, or cpu")
@@ -138,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", default=",".join(m for m, _ in MODELS), help="comma-separated subset")
     parser.add_argument("--no-scan", action="store_true", help="skip the scan part")
     parser.add_argument("--data", type=Path, help="reuse this LLP-sized folder (made if absent)")
+    parser.add_argument("--no-panel", action="store_true", help="skip MUG's epoch through the training panel's runner "
+                        "(run only when mug is among --models)")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     name = "gpu" if device.type == "cuda" else "gpu_cpu"
@@ -162,6 +213,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"epoch {model:5s} {feature_set:14s} batch {result['batch']:>3}: input check {result['prepare_s']:.1f} s, "
                   f"{result['train_clips']} train clips in {result['train_s']:.1f} s ({result['clips_per_s']:.0f} "
                   f"clips/s, loading included), val {result['val_s']:.1f} s, test {result['test_s']:.1f} s{memory}")
+        if not args.no_panel and "mug" in args.models.split(","):
+            panel = figures["panel"] = panel_epoch(data, device, work, args.workers)
+            print(f"the training panel's runner, mug on {panel['device']}: launch to first step "
+                  f"{panel['launch_to_first_step_s']} s, one epoch's steps {panel['epoch_steps_s']} s, launch to the "
+                  f"process gone {panel['launch_to_gone_s']} s")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if not args.no_scan and device.type == "cuda":

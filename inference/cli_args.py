@@ -96,6 +96,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, metavar="S", help="random seed (default 1)")
     parser.add_argument("--num-workers", type=int, metavar="N", help="data loading processes (default 0)")
     parser.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR from its last.pt")
+    parser.add_argument("--like", metavar="OTHER_RUN_DIR", help="a new run with another run's training config "
+                        "(model, recipe, options; the options given here override it), e.g. to retrain on "
+                        "corrected labels")
     parser.add_argument("--name", metavar="RUN", help="with --db: the run's name in the database's runs table and "
                         "of its predictions, prediction:RUN (default: the run folder's name)")
     parser.add_argument("--predict", metavar="SPLITS", help="with --db: after training, predict these splits "
@@ -103,7 +106,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                         "probabilities, as prediction:RUN")
     parser.add_argument("--annotator", metavar="NAME", help="with --db: who started the run (default: the login name)")
     parser.add_argument("--events", action="store_true", help="JSON lines on stdout, one per event (start, step, "
-                        "epoch, end, predicted, error, done), for programs; the score tables go to stderr")
+                        "epoch, end, predicted, error, done), for programs (step lines come in bursts, at most every 0.25 s); "
+                        "the score tables go to stderr")
 
 
 def add_predict_arguments(parser: argparse.ArgumentParser) -> None:

@@ -80,15 +80,22 @@ def _fields(model: str) -> set[str]:
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """The recipe of --model with the options given; with --resume, the stored config with them."""
+    """The recipe of --model with the options given; with --resume (or --like), the stored config of RUN_DIR
+    (or of the other run) with them."""
     given = {name: getattr(args, name) for name in _OVERRIDES if getattr(args, name) is not None}
     model_options = _model_options(args)
     task_options = dict(args.task_options or {})
     task_options.update({k: getattr(args, k) for k in ("cmrc", "cmrc_min_label_count") if getattr(args, k) is not None})
-    if args.resume and present(Path(args.out) / "config.json"):
-        stored = read_run_config(args.out, TrainConfig)
+    like = getattr(args, "like", None)
+    if like and args.resume:
+        raise RunError("--like starts a new run from another run's config; --resume continues RUN_DIR's own")
+    if like or (args.resume and present(Path(args.out) / "config.json")):
+        source = Path(like or args.out)
+        if not present(source / "config.json"):
+            raise RunError(f"--like {source}: no training run there (config.json missing)")
+        stored = read_run_config(source, TrainConfig)
         if args.model is not None and args.model != stored.model:
-            raise RunDirError(f"{args.out} holds a {stored.model} run, not {args.model}")
+            raise RunDirError(f"{source} holds a {stored.model} run, not {args.model}")
         _refuse_caption_options(stored.model, args)
         return TrainConfig.from_dict({**stored.to_dict(), **given,
                                       "model_config": {**stored.model_config, **model_options},
@@ -152,10 +159,12 @@ def run_train(args: argparse.Namespace, distributed: bool = False, out: IO[str] 
             result = train(config, AVVPTask(labels, args.data), args.out, callbacks=callbacks, stop_event=stop,
                            resume=args.resume, distributed=distributed)
             if main and recorder is not None and not result.stopped:
-                recorder.finish(result, _predict_and_store(args, recorder.name, splits, events, err))
+                recorder.finish(result, _predict_and_store(args, recorder.name, splits, events, err, stop))
     except REFUSALS + (RunNameError,) as exc:
-        return _refused(exc, err, events, recorder)
+        return _refused(exc, err, events if main else None, recorder)
     except BaseException as exc:  # a crash (or a second Ctrl+C): the store says so, the traceback goes on
+        if events is not None:
+            events.flush()  # the last steps' lines, for the curves
         if recorder is not None:
             recorder.fail(f"{type(exc).__name__}: {exc}")
         raise
@@ -229,13 +238,17 @@ class RunRecorder(TrainCallback):
 
 
 def _predict_and_store(args: argparse.Namespace, name: str, splits: list[str], events: JsonEvents | None,
-                       err: IO[str]) -> dict | None:
+                       err: IO[str], stop: threading.Event) -> dict | None:
     """Predict `splits` (and test, for the per-class F1 of the runs table) with the selected checkpoint;
-    store `splits` as prediction:<name> with their probabilities. Returns the per-class F1 on test."""
+    store `splits` as prediction:<name> with their probabilities. Returns the per-class F1 on test.
+    A stop (Ctrl+C, the window's Cancel) ends it between splits: what was stored stays."""
     engine = open_database(args.db)
     labels = load_labels(args.data, args.db, pseudo=False)
     per_class = None
     for split in dict.fromkeys([*splits, "test"]):
+        if stop.is_set():
+            err.write(f"predict: stopped before the {split} split; the splits before it are stored\n")
+            break
         seg_a, seg_v, glob, names = predict(args.out, labels, args.data, split, args.device or "auto")
         if not names:
             continue

@@ -25,6 +25,7 @@ from annotation.taxonomy import NUM_CLASSES, NUM_SEGMENTS
 LEVELS = ("segment", "event")
 KEYS = ("audio", "visual", "audio_visual", "type", "event")
 COLUMN_TITLES = ("audio", "visual", "audio-visual", "Type@AV", "Event@AV")
+SHORT_TITLES = dict(zip(KEYS, ("A", "V", "AV", "Type", "Event")))  # for narrow columns and legends
 
 # ---------------------------------------------------------------- row codes
 #

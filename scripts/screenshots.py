@@ -60,7 +60,7 @@ def main() -> int:
         window.player.seek(3.4)
         # a second annotator (another window, simulated) has the clip open: "Also open by"
         heartbeat(engine, "screenshot-colleague", "maria", clip_id)
-        window.team.poll().wait()
+        window.team.poll().join()
         for _ in range(5):
             app.processEvents()
         window.grab().save(str(out / name))
@@ -78,7 +78,67 @@ def main() -> int:
             history.close()
         window.close()
         engine.dispose()
+    apply_theme(app, dark=True)
+    model_loop(app, work, build_demo(work / "demo200", clips=200).out_dir, out)
     return 0
+
+
+def model_loop(app, work: Path, demo: Path, out: Path) -> None:
+    """The training panel mid-run (a real training process on a 200-clip demo with videos: the 32-clip
+    one is too small to learn from), then the run's predictions over the video and on the timelines."""
+    import time
+
+    from annotation.db import open_database
+    from annotation.importer import import_llp
+    from ui.main_window import MainWindow
+    from ui.preferences import Preferences
+
+    db = str(work / "loop.sqlite")
+    engine = open_database(db)
+    import_llp(engine, demo)
+    prefs = Preferences(work / "loop.ini")
+    prefs.annotator = "demo"
+    window = MainWindow(engine, prefs, db)
+    window.resize(1600, 1000)
+    window.show()
+    window.show_training()
+    panel = window.training
+    for split, box in panel.predict.items():
+        box.setChecked(True)  # train too: the queue's clips get the overlay
+    panel.name.setText("valor-demo")
+    panel.epochs.setValue(30)
+    epochs: list[dict] = []
+    panel.runner.events.connect(lambda batch: epochs.extend(e for e in batch if e["event"] == "epoch"))
+    finished: list[str] = []
+    panel.runner.finished.connect(lambda status, *_: finished.append(status))
+    panel.start_training()
+    deadline = time.monotonic() + 600
+    while len(epochs) < 12 and not finished and time.monotonic() < deadline:
+        app.processEvents()
+        time.sleep(0.01)
+    panel._redraw()
+    app.processEvents()
+    window.grab().save(str(out / "training_panel.png"))
+    print(out / "training_panel.png")
+    while not finished and time.monotonic() < deadline:
+        app.processEvents()
+        time.sleep(0.01)
+    if finished != ["finished"]:
+        raise SystemExit(f"the demo training run ended {finished}: {panel.log_view.toPlainText()[-2000:]}")
+    window.queue.raise_()
+    clip_id = window.queue.visible_clip_ids()[0]
+    window.queue.select_clip(clip_id)
+    view = window.session.view
+    segment = max(range(10), key=lambda s: int(view.layers["audio"]["prediction"][:, s].sum()
+                                               + view.layers["visual"]["prediction"][:, s].sum()
+                                               + view.current["audio"][:, s].sum()))
+    window.player.seek(segment + 0.4)
+    for _ in range(5):
+        app.processEvents()
+    window.grab().save(str(out / "model_overlay.png"))
+    print(out / "model_overlay.png")
+    window.close()
+    engine.dispose()
 
 
 if __name__ == "__main__":

@@ -186,3 +186,26 @@ def test_versions_last_edit_presence_and_agreement_on_both_backends(store):
     assert presence.others_on_clip(store.engine, clip, "s-ann", stale=0.2) == []  # a silent window fades
     presence.leave(store.engine, "s-bob")
     assert presence.others_on_clip(store.engine, clip, "s-ann") == []
+
+
+def test_opening_a_database_twice_keeps_the_first_connections_locks(tmp_path):
+    """POSIX drops every lock a process holds on a file when any descriptor of it closes: a second
+    open of a busy database must not read its header with a plain open(), or another process that
+    closes its last connection takes itself for the last user, removes the -shm under ours and
+    leaves our connection reading a malformed database."""
+    url = str(tmp_path / "studio.sqlite")
+    import_llp(open_database(url), make_llp_dir(tmp_path / "llp"))
+    first = open_database(url)
+    with first.connect() as conn:  # the pool keeps this connection (and its shared lock) open
+        conn.exec_driver_sql("SELECT count(*) FROM clips").scalar()
+    for readonly in (False, True):
+        open_database(url, readonly=readonly)
+        writer = ("from annotation.db import open_database\n"
+                  "from annotation.store import LabelStore\n"
+                  f"store = LabelStore(open_database({url!r}))\n"
+                  "print(len(store.clips()))\n"
+                  "store.engine.dispose()\n")
+        subprocess.run([sys.executable, "-c", writer], check=True, timeout=120)
+        assert (tmp_path / "studio.sqlite-shm").exists(), "the other process removed the -shm we still map"
+        with first.connect() as conn:
+            assert conn.exec_driver_sql("SELECT count(*) FROM clips").scalar() > 0

@@ -51,6 +51,10 @@ class AgreementDialog(QDialog):
         self.task.failed.connect(lambda text: self.summary.setText(f"Could not read the edit history: {text}"))
         self.task.start()
 
+    def done(self, result: int) -> None:  # closing while the history is read: let the read end first
+        self.task.wait()
+        super().done(result)
+
     def _loaded(self, reports: list[PairAgreement]) -> None:
         self.reports = reports
         pairs = sorted({r.annotators for r in reports})

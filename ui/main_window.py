@@ -18,7 +18,7 @@ from PySide6.QtWidgets import (
 from sqlalchemy import Engine, make_url
 from sqlalchemy.exc import ArgumentError
 
-from annotation.importer import import_llp
+from annotation.importer import data_folders, import_llp
 from annotation.predictions import prediction_sources
 from annotation.queue import QueueFilter, ReviewQueue
 from annotation.runs import list_runs
@@ -39,10 +39,12 @@ from ui.preferences import Preferences
 from ui.progress_dialog import TaskProgressDialog
 from ui.queue_dock import QueueDock
 from ui.session import ClipSession, Conflict
+from ui.runs_dialog import RunsDialog
 from ui.settings_dialog import SettingsDialog
 from ui.team_watch import Poll, TeamWatch
 from ui.theme import apply_theme, dark_for
 from ui.timeline import TimelinePanel
+from ui.training_panel import TrainingPanel
 from ui.workers import BackgroundTask
 
 NOTICE_SECONDS = 15.0
@@ -74,6 +76,12 @@ class MainWindow(QMainWindow):
         self.queue = QueueDock(self)
         self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.queue)
         self.resizeDocks([self.queue], [430], Qt.Orientation.Horizontal)
+        self.training = TrainingPanel(prefs.path.parent / "runs", self)
+        self.training.remember_folder = lambda db, folder: self.prefs.set_recent_value(
+            f"features/{self._workspace_key()}", folder)
+        self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.training)
+        self.tabifyDockWidget(self.queue, self.training)  # beside the queue, one click away
+        self.queue.raise_()
 
         top = QSplitter(Qt.Orientation.Horizontal)
         top.addWidget(self.player)
@@ -141,8 +149,11 @@ class MainWindow(QMainWindow):
         self.queue.set_annotator(self.session.annotator)
         self.queue.set_queue(queue)
         self.queue.set_filter(self.prefs.queue_filter())
-        self.refresh_runs()
         self.db_label.setText(label)
+        self.refresh_runs()
+        remembered = self.prefs.recent_value(f"features/{self._workspace_key()}")
+        self.training.set_database(engine, label, self.session.annotator,
+                                   remembered or next(iter(data_folders(engine)), ""))
         if open_first:
             self.open_first_clip()
         self._transient(f"{len(queue)} clips in the database", 6000)
@@ -259,6 +270,15 @@ class MainWindow(QMainWindow):
             clip_menu.addAction(self._action(name, lambda _=False, n=name: self.review_action(n)))
         clip_menu.addSeparator()
         clip_menu.addAction(self._action("history", lambda: self.show_history()))
+        model_menu = bar.addMenu("&Model")
+        train = QAction("Train…", self)
+        train.setStatusTip("The training panel: retrain a parser on this database's labels in the background")
+        train.triggered.connect(self.show_training)
+        model_menu.addAction(train)
+        compare = QAction("Compare runs…", self)
+        compare.setStatusTip("The ten numbers of every run side by side, per-class F1 bars")
+        compare.triggered.connect(self.runs_dialog)
+        model_menu.addAction(compare)
         team_menu = bar.addMenu("&Team")
         agreement = QAction("Inter-annotator agreement…", self)
         agreement.setStatusTip("Cohen's kappa per class for clips two annotators labelled")
@@ -310,6 +330,7 @@ class MainWindow(QMainWindow):
         self.player.notice.connect(self._on_player_notice)
         self.clip_panel.action_requested.connect(self.review_action)
         self.timelines.run_chosen.connect(self._choose_run)
+        self.training.run_finished.connect(self._training_finished)
 
     # ---- clip display ------------------------------------------------------------------
     def show_clip(self, clip_id: int) -> None:
@@ -414,6 +435,24 @@ class MainWindow(QMainWindow):
                                          8000)
         else:
             self.statusBar().showMessage("That version is what the clip shows already", 6000)
+
+    def show_training(self) -> None:
+        self.training.show()
+        self.training.raise_()
+
+    def _training_finished(self, status: str, source: str) -> None:
+        if source:
+            self.refresh_runs(prefer=source)  # the new predictions: layer, overlay and model sorts
+            self.statusBar().showMessage(f"Training {status}: {source} is shown (Model box above the timelines)",
+                                         10000)
+        else:
+            self.statusBar().showMessage(f"Training {status}", 8000)
+
+    def runs_dialog(self) -> RunsDialog:
+        dialog = RunsDialog(list_runs(self.engine), self)
+        self.last_runs_dialog = dialog
+        dialog.exec()
+        return dialog
 
     def agreement_dialog(self) -> AgreementDialog:
         dialog = AgreementDialog(self.engine, self)
@@ -724,6 +763,14 @@ class MainWindow(QMainWindow):
             return self.db_label.text()
 
     def closeEvent(self, event) -> None:
+        if self.training.runner.running():
+            answer = QMessageBox.question(
+                self, "Training is running", "A training run is going. Stop it (the best checkpoint is kept; "
+                "Resume continues it) and quit?")
+            if answer != QMessageBox.StandardButton.Yes:
+                event.ignore()
+                return
+            self.training.stop_for_quit()
         self.save_workspace()
         self.team.stop()
         self.player.unload()

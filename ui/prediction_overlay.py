@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from PySide6.QtCore import QRectF, Qt
-from PySide6.QtGui import QColor, QFont, QPainter, QPaintEvent
+from PySide6.QtGui import QColor, QFont, QPainter, QPaintEvent, QPixmap
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
 from annotation.predictions import ClipScores
@@ -86,11 +86,16 @@ class PredictionStrip(QWidget):
         self._scores: ClipScores | None = None
         self._classes: list[int] = []
         self._segment = 0
+        self._cells: QPixmap | None = None  # the cells, drawn once per clip, size and theme
+        self._drawn_for: tuple = ()
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self.hide()
 
     def set_data(self, scores: ClipScores | None, classes: list[int]) -> None:
-        self._scores, self._classes = scores, classes[:MAX_STRIP_CLASSES]
+        classes = classes[:MAX_STRIP_CLASSES]
+        if scores is self._scores and classes == self._classes:
+            return  # called on every segment change: nothing to redo
+        self._scores, self._classes, self._cells = scores, classes, None
         self.setFixedHeight(2 * STRIP_ROW_H * len(self._classes) + 2)
         self.setToolTip("Model probabilities per segment (heard above, seen below): "
                         + ", ".join(DISPLAY_NAMES[c] for c in self._classes))
@@ -107,20 +112,32 @@ class PredictionStrip(QWidget):
         y = 1 + row * 2 * STRIP_ROW_H + (0 if track == "audio" else STRIP_ROW_H)
         return QRectF(seg * width + 1, y, width - 2, STRIP_ROW_H - 1)
 
-    def paintEvent(self, _event: QPaintEvent) -> None:
-        if self._scores is None:
-            return
-        dark = current_is_dark()
-        painter = QPainter(self)
-        painter.fillRect(self.rect(), grid_background(dark))
+    def _draw_cells(self, dark: bool) -> QPixmap:
+        pixmap = QPixmap(self.size())
+        pixmap.fill(grid_background(dark))
+        painter = QPainter(pixmap)
         for row, cls in enumerate(self._classes):
             for track, probs in (("audio", self._scores.audio), ("visual", self._scores.visual)):
+                alphas = np.clip(probs[cls], 0.0, 1.0).tolist()
                 for seg in range(NUM_SEGMENTS):
                     colour = QColor(COLOURS[cls])
-                    colour.setAlphaF(float(np.clip(probs[cls, seg], 0.0, 1.0)))
+                    colour.setAlphaF(alphas[seg])
                     rect = self.cell_rect(row, track, seg)
                     painter.fillRect(rect, grid_lines(dark))
                     painter.fillRect(rect, colour)
+        painter.end()
+        return pixmap
+
+    def paintEvent(self, _event: QPaintEvent) -> None:
+        """The cells come from a pixmap drawn once per clip (playback repaints only the segment frame)."""
+        if self._scores is None:
+            return
+        dark = current_is_dark()
+        key = (self.size(), dark)
+        if self._cells is None or self._drawn_for != key:
+            self._cells, self._drawn_for = self._draw_cells(dark), key
+        painter = QPainter(self)
+        painter.drawPixmap(0, 0, self._cells)
         width = self.width() / NUM_SEGMENTS
         painter.setPen(QColor(ACCENT))
         painter.setBrush(Qt.BrushStyle.NoBrush)

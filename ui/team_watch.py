@@ -18,11 +18,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from annotation.presence import heartbeat, leave, others_on_clip
 from annotation.store import EditRecord, LabelStore
-from ui.workers import BackgroundTask
 
 POLL_MS = 3000
 STOP_WAIT_MS = 300
-_ORPHANS: set[BackgroundTask] = set()  # rounds still running after their window went
 
 
 @dataclass(frozen=True)
@@ -35,6 +33,10 @@ class Poll:
     stamp: int  # the window's own commit count when the round began (a round that raced one is stale)
 
 
+class _Bridge(QObject):
+    done = Signal(object)  # emitted from a worker thread, delivered in the GUI thread
+
+
 class TeamWatch(QObject):
     polled = Signal(object)  # Poll
 
@@ -45,7 +47,9 @@ class TeamWatch(QObject):
         self.session_id = uuid.uuid4().hex
         self.clip_id: int | None = None
         self._stopped = False  # a poll scheduled before stop() must not bring the presence row back
-        self._task: BackgroundTask | None = None
+        self._bridge = _Bridge(self)
+        self._bridge.done.connect(self._deliver)
+        self._task: threading.Thread | None = None
         self.timer = QTimer(self)
         self.timer.setInterval(interval_ms)
         self.timer.timeout.connect(self.poll)
@@ -56,7 +60,7 @@ class TeamWatch(QObject):
     def watch(self, clip_id: int | None) -> None:
         self.clip_id = clip_id
 
-    def poll(self) -> BackgroundTask | None:
+    def poll(self) -> threading.Thread | None:
         """Start one query round for the clip on screen (none while the previous one runs); with no clip
         on screen only the heartbeat goes out, so others stop seeing this window on its last clip."""
         if self._task is not None or self._stopped:
@@ -64,30 +68,33 @@ class TeamWatch(QObject):
         store, session, annotator, clip_id, stamp = (self.store, self.session_id, self.annotator, self.clip_id,
                                                      self.stamp())
 
-        def work(_progress) -> Poll | None:
+        def work() -> None:
+            poll = None
             try:
-                heartbeat(store.engine, session, annotator, clip_id)
-                others, ok = (others_on_clip(store.engine, clip_id, session) if clip_id is not None else []), True
-            except SQLAlchemyError:
-                others, ok = [], False
-            if clip_id is None:
-                return None
-            return Poll(clip_id, store.versions(clip_id), others, store.last_edit(clip_id), ok, stamp)
+                try:
+                    heartbeat(store.engine, session, annotator, clip_id)
+                    others, ok = (others_on_clip(store.engine, clip_id, session) if clip_id is not None else []), True
+                except SQLAlchemyError:
+                    others, ok = [], False
+                if clip_id is not None:
+                    poll = Poll(clip_id, store.versions(clip_id), others, store.last_edit(clip_id), ok, stamp)
+            except Exception:  # the store went away: no news this round, the next one tries again
+                poll = None
+            try:
+                self._bridge.done.emit(poll)  # queued to the GUI thread
+            except RuntimeError:  # the window is gone
+                pass
 
-        task = self._task = BackgroundTask(work, "poll", self)
-        task.succeeded.connect(self._deliver)
-        task.finished.connect(self._done)
-        task.start()
-        return task
+        # a daemon thread, not a QThread: a round still waiting on a slow server when the window (or
+        # the program) goes is simply left behind, never a thread object destroyed while it runs
+        self._task = threading.Thread(target=work, name="team-poll", daemon=True)
+        self._task.start()
+        return self._task
 
     def _deliver(self, poll: Poll | None) -> None:
+        self._task = None
         if poll is not None and not self._stopped:  # a round finished after stop() (another database) is dropped
             self.polled.emit(poll)
-
-    def _done(self) -> None:
-        if self._task is not None:
-            self._task.deleteLater()
-        self._task = None
 
     def stop(self) -> None:
         """No more polls, and this window's presence row goes, without holding the window: a round
@@ -96,10 +103,8 @@ class TeamWatch(QObject):
         self._stopped = True
         self.timer.stop()
         task, self._task = self._task, None
-        if task is not None and not task.wait(STOP_WAIT_MS):
-            task.setParent(None)  # not destroyed with the window while it runs
-            _ORPHANS.add(task)
-            task.finished.connect(lambda: _ORPHANS.discard(task))
+        if task is not None:
+            task.join(STOP_WAIT_MS / 1000)
         engine, session = self.store.engine, self.session_id
         leaving = threading.Thread(target=_leave_quietly, args=(engine, session), daemon=True)
         leaving.start()
