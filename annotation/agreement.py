@@ -82,11 +82,6 @@ def agreement(engine: Engine, tracks: tuple[str, ...] = TRACKS,
     return reports
 
 
-def annotators(engine: Engine) -> list[str]:
-    """Everyone who saved manual labels."""
-    return sorted({who for track in TRACKS for grids in labels_by_annotator(engine, track).values() for who in grids})
-
-
 def format_agreement(reports: list[PairAgreement]) -> str:
     """A text table per pair and track: kappa and observed agreement per class."""
     if not reports:

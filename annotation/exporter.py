@@ -164,7 +164,7 @@ def _write_probabilities(engine: Engine, out: Path, source: str, clips: list, no
     for i, clip in enumerate(kept, 1):
         s = scores[clip.id]
         for track in TRACKS:
-            grid = s.audio if track == "audio" else s.visual
+            grid = getattr(s, track)  # ClipScores' fields are named as the tracks
             write_new(child_path(out / PROB_DIRS[track], f"{clip.video_id}.npy"),
                       npy_bytes(np.ascontiguousarray(grid.T, dtype=np.float32)))
         write_new(child_path(out / VIDEO_PROB_DIR, f"{clip.video_id}.npy"), npy_bytes(s.video.astype(np.float32)))

@@ -60,14 +60,14 @@ def describe(edit: EditRecord, limit: int = 3, baseline: np.ndarray | None = Non
     return f"{edit.track}{source} cells " + (" ".join(pieces) if pieces else "unchanged") + origin
 
 
-def _label_events(engine: Engine, track: str) -> Iterator[tuple[int, str, str | None, str | None, str | None]]:
-    """(clip_id, kind, annotator, after, track) of every manual cells edit of `track` and every review
-    edit, oldest first, streamed."""
+def _label_events(engine: Engine, track: str) -> Iterator[tuple[int, str, str | None, str | None]]:
+    """(clip_id, kind, annotator, after) of every manual cells edit of `track` and every review edit,
+    oldest first, streamed."""
     e = Edit.__table__
     where = or_(and_(e.c.kind == "cells", e.c.source == "manual", e.c.track == track), e.c.kind == "review")
     with engine.connect() as conn:
         result = conn.execution_options(stream_results=True, yield_per=2000).execute(
-            select(e.c.clip_id, e.c.kind, e.c.annotator, e.c.after, e.c.track).where(where).order_by(e.c.id))
+            select(e.c.clip_id, e.c.kind, e.c.annotator, e.c.after).where(where).order_by(e.c.id))
         yield from result
 
 
@@ -82,7 +82,7 @@ def labels_by_annotator(engine: Engine, track: str) -> dict[int, dict[str, np.nd
     upper bound of independent agreement."""
     current: dict[int, np.ndarray | None] = {}  # clip -> manual grid now (None: the pseudo-label shows)
     out: dict[int, dict[str, np.ndarray | int]] = {}
-    for clip_id, kind, annotator, after, _ in _label_events(engine, track):
+    for clip_id, kind, annotator, after in _label_events(engine, track):
         if kind == "cells":
             current[clip_id] = grid_of(after)
         if not annotator:

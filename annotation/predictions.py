@@ -8,7 +8,7 @@ import numpy as np
 from sqlalchemy import Engine, and_, select
 
 from annotation.db import has_table
-from annotation.models import PredictionScores
+from annotation.models import LabelTrack, PredictionScores
 
 SEGMENT_SHAPE = (25, 10)
 
@@ -63,8 +63,6 @@ def scored_sources(engine: Engine) -> list[str]:
 
 def prediction_sources(engine: Engine) -> list[str]:
     """Every stored prediction run ('prediction:<name>'), with or without probabilities."""
-    from annotation.models import LabelTrack
-
     t = LabelTrack.__table__
     with engine.connect() as conn:
         return sorted(conn.execute(select(t.c.source).where(t.c.source.like("prediction:%")).distinct()).scalars())

@@ -27,7 +27,7 @@ from sqlalchemy import Engine, select
 
 from annotation.grid import PACKED_BYTES
 from annotation.models import Clip, LabelTrack, Review
-from annotation.store import REVIEW_STATUSES, as_utc
+from annotation.store import REVIEW_STATUSES, TRACKS, as_utc
 from annotation.taxonomy import NUM_CLASSES, NUM_SEGMENTS
 
 QueueSort = Literal["id", "weak_count", "disagreement", "uncertainty_audio", "uncertainty_visual", "model_disagreement"]
@@ -37,7 +37,6 @@ MODEL_SORTS = SORTS[3:]  # need a prediction run (`ReviewQueue.attach_run`); 0 f
 RATE_WINDOW = timedelta(hours=1)
 MIN_PACE_SPAN = 300.0  # seconds; a pace measured over less says nothing (3 quick clips != 2000 clips/h)
 _CLASS_BITS = np.arange(NUM_CLASSES, dtype=np.int64)
-TRACK_INDEX = {"audio": 0, "visual": 1}
 
 
 @dataclass(frozen=True)
@@ -252,40 +251,55 @@ class ReviewQueue:
         self._rows = [None] * n
         if source is None:
             return self
-        for clip_id, scores in run_scores(engine, source).items():
-            position = self.position_of(clip_id)
-            if position is not None:
-                for track, probs in (("audio", scores.audio), ("visual", scores.visual)):
+        scores = run_scores(engine, source)
+        positions = self._positions(np.fromiter(scores, dtype=np.int64, count=len(scores)))
+        for position, clip_scores in zip(positions.tolist(), scores.values()):
+            if position >= 0:
+                for track in TRACKS:
+                    probs = getattr(clip_scores, track)
                     self._model[f"uncertainty_{track}"][position] = float(np.mean(1 - np.abs(2 * probs - 1)))
         t = LabelTrack.__table__
         with engine.connect() as conn:
-            rows = conn.execute(select(t.c.clip_id, t.c.track, t.c.cells)
-                                .where(t.c.source == source)).all()
-        for clip_id, track, cells in rows:
-            position = self.position_of(clip_id)
-            if position is not None:
-                self._run_grids[position, TRACK_INDEX[track]] = unpack_many([cells])[0]
-                self._has_run[position] = True
-        self._update_model_disagreement(engine, np.flatnonzero(self._has_run))
+            rows = conn.execute(select(t.c.clip_id, t.c.track, t.c.cells).where(t.c.source == source)).all()
+            labels = conn.execute(select(t.c.clip_id, t.c.track, t.c.source, t.c.cells)
+                                  .where(t.c.source.in_(("manual", "pseudo")))).all()
+        positions = self._positions(np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows)))
+        keep = positions >= 0
+        if keep.any():
+            tracks = np.array([TRACKS.index(row[1]) for row in rows])[keep]
+            self._run_grids[positions[keep], tracks] = unpack_many([row[2] for row, k in zip(rows, keep) if k])
+            self._has_run[positions[keep]] = True
+        owners = self._positions(np.fromiter((row[0] for row in labels), dtype=np.int64, count=len(labels)))
+        predicted = np.flatnonzero(self._has_run)
+        index = np.full(n, -1)
+        index[predicted] = np.arange(len(predicted))
+        self._set_model_disagreement(predicted, self._labels_now(
+            len(predicted), ((index[o], track, src, cells) for o, (_, track, src, cells) in zip(owners.tolist(), labels)
+                             if o >= 0 and index[o] >= 0)))
         return self
 
-    def _update_model_disagreement(self, engine: Engine, positions: np.ndarray) -> None:
-        if self.run is None or len(positions) == 0:
-            return
-        t = LabelTrack.__table__
-        ids = self._ids[positions].tolist()
-        current = np.zeros((len(positions), 2, NUM_CLASSES, NUM_SEGMENTS), np.uint8)
-        rank = np.full((len(positions), 2), -1)
-        index = {clip_id: i for i, clip_id in enumerate(ids)}
-        with engine.connect() as conn:
-            for start in range(0, len(ids), 5000):  # parameter lists stay small
-                chunk = ids[start:start + 5000]
-                rows = conn.execute(select(t.c.clip_id, t.c.track, t.c.source, t.c.cells).where(
-                    t.c.clip_id.in_(chunk), t.c.source.in_(("manual", "pseudo")))).all()
-                for clip_id, track, source, cells in rows:
-                    i, k, level = index[clip_id], TRACK_INDEX[track], 1 if source == "manual" else 0
-                    if level > rank[i, k]:  # manual wins over pseudo
-                        current[i, k], rank[i, k] = unpack_many([cells])[0], level
+    def _positions(self, clip_ids: np.ndarray) -> np.ndarray:
+        """Queue positions of `clip_ids` (-1 for clips not in the queue)."""
+        pos = np.searchsorted(self._ids, clip_ids)
+        found = pos < len(self._ids)
+        found[found] = self._ids[pos[found]] == clip_ids[found]
+        return np.where(found, pos, -1)
+
+    @staticmethod
+    def _labels_now(count: int, rows) -> np.ndarray:
+        """(count, 2, 25, 10) grids as the clips show now, from (i, track, source, cells) rows of the
+        manual and pseudo tracks: manual where edited, else pseudo, else empty."""
+        current = np.zeros((count, 2, NUM_CLASSES, NUM_SEGMENTS), np.uint8)
+        rank = np.full((count, 2), -1)
+        for i, track, source, cells in rows:
+            if source not in ("manual", "pseudo"):
+                continue
+            k, level = TRACKS.index(track), 1 if source == "manual" else 0
+            if level > rank[i, k]:  # manual wins over pseudo
+                current[i, k], rank[i, k] = unpack_many([cells])[0], level
+        return current
+
+    def _set_model_disagreement(self, positions: np.ndarray, current: np.ndarray) -> None:
         differ = (current != self._run_grids[positions]).mean(axis=(1, 2, 3))
         self._model["model_disagreement"][positions] = np.where(self._has_run[positions], differ, 0.0)
 
@@ -395,7 +409,8 @@ class ReviewQueue:
 
     # ---- keeping up with edits --------------------------------------------------------
     def refresh_clip(self, engine: Engine, clip_id: int) -> QueueRow:
-        """Re-read one clip's review, manual-track existence and pseudo-labels (two small queries).
+        """Re-read one clip's review, tracks (manual existence, pseudo-labels, the model disagreement) in
+        two small queries.
 
         Clips added to the database after `load` are not picked up; load again for those.
         """
@@ -426,7 +441,9 @@ class ReviewQueue:
             self._disagreement[position] = disagreement(grids[:1], grids[1:], self._weak[position:position + 1])[0]
         else:
             self._disagreement[position] = 0.0
-        self._update_model_disagreement(engine, np.array([position]))  # an edit moves it
+        if self.run is not None:  # an edit moves it
+            self._set_model_disagreement(np.array([position]), self._labels_now(
+                1, ((0, track, source, cells) for track, source, cells in tracks)))
         self._rows[position] = None
         return self.row_at(position)
 

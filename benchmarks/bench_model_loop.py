@@ -18,7 +18,8 @@ same run:
   clip, as when going through the queue), median; target < 10 ms more. A run is chosen in both
   arms (the prediction layer and its probabilities are read either way); the difference is the
   overlay and the strip: building their items and painting them. Also, with less noise, what a
-  segment change costs during playback: the overlay's items and the repaint of frame and strip.
+  segment change costs during playback: the window's segment handler and the repaint of frame and
+  strip.
 """
 from __future__ import annotations
 
@@ -247,10 +248,11 @@ def overlay_figures(app: QApplication, work: Path) -> dict:
     step: dict[bool, list[float]] = {True: [], False: []}  # what each segment change costs during playback
     for on in (False, True, True, False):
         window.overlay_on = on
+        window.update_overlay()  # as the M key does
         for i in range(100):
             window.player.seek(i % 10 + 0.5)
             start = time.perf_counter()
-            window.update_overlay()
+            window._on_segment(i % 10)  # the window's handler of a segment change
             window.player.view.repaint()
             window.player.prediction_strip.repaint()
             step[on].append((time.perf_counter() - start) * 1000)

@@ -159,7 +159,7 @@ def run_train(args: argparse.Namespace, distributed: bool = False, out: IO[str] 
             result = train(config, AVVPTask(labels, args.data), args.out, callbacks=callbacks, stop_event=stop,
                            resume=args.resume, distributed=distributed)
             if main and recorder is not None and not result.stopped:
-                recorder.finish(result, _predict_and_store(args, recorder.name, splits, events, err, stop))
+                recorder.finish(result, _predict_and_store(args, recorder, labels, splits, events, err, stop))
     except REFUSALS + (RunNameError,) as exc:
         return _refused(exc, err, events if main else None, recorder)
     except BaseException as exc:  # a crash (or a second Ctrl+C): the store says so, the traceback goes on
@@ -237,13 +237,13 @@ class RunRecorder(TrainCallback):
             pass
 
 
-def _predict_and_store(args: argparse.Namespace, name: str, splits: list[str], events: JsonEvents | None,
-                       err: IO[str], stop: threading.Event) -> dict | None:
-    """Predict `splits` (and test, for the per-class F1 of the runs table) with the selected checkpoint;
-    store `splits` as prediction:<name> with their probabilities. Returns the per-class F1 on test.
+def _predict_and_store(args: argparse.Namespace, recorder: "RunRecorder", labels: LabelSet, splits: list[str],
+                       events: JsonEvents | None, err: IO[str], stop: threading.Event) -> dict | None:
+    """Predict `splits` (and test, for the per-class F1 of the runs table) with the selected checkpoint,
+    for the clips the run was trained and scored with (`labels`; prediction reads their inputs only);
+    store `splits` as prediction:<run> with their probabilities. Returns the per-class F1 on test.
     A stop (Ctrl+C, the window's Cancel) ends it between splits: what was stored stays."""
-    engine = open_database(args.db)
-    labels = load_labels(args.data, args.db, pseudo=False)
+    engine, name = recorder.engine, recorder.name
     per_class = None
     for split in dict.fromkeys([*splits, "test"]):
         if stop.is_set():

@@ -491,6 +491,14 @@ def test_the_window_picks_runs_by_name_follows_a_finished_run_and_compares_them(
     window._training_finished("finished", "prediction:beta")  # what the panel says when a run has stored its own
     assert window.timelines.run_combo.currentText() == "beta"
     assert window.session.view.prediction_source == "prediction:beta"
+    assert window.queue._queue.run is None  # the run's scores are read for the model sorts only
+    window.queue.set_filter(QueueFilter(split=None, statuses=None, empty_visual=None))
+    window.queue.set_sort("uncertainty_visual", True)
+    assert window.queue._queue.run == "prediction:beta"
+    beta = run_scores(engine, "prediction:beta")
+    doubt = {c.id: float(np.mean(1 - np.abs(2 * beta[c.id].visual - 1))) if c.id in beta else 0.0
+             for c in LabelStore(engine).clips()}
+    assert window.queue.visible_clip_ids() == sorted(doubt, key=lambda i: (-doubt[i], i))
 
     dialog = RunsDialog(list_runs(engine))
     qtbot.addWidget(dialog)

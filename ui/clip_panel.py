@@ -4,6 +4,7 @@ from __future__ import annotations
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QSizePolicy, QVBoxLayout, QWidget
 
+from annotation.presence import STALE_SECONDS
 from annotation.store import ClipRecord, ReviewState
 from annotation.taxonomy import COLOURS, DISPLAY_NAMES
 
@@ -39,8 +40,8 @@ class ClipPanel(QFrame):
         self.weak.setWordWrap(True)
         self.status = QLabel("")
         self.presence = QLabel("")
-        self.presence.setToolTip("Other windows with this clip open (seen in the last 30 s); saves are still "
-                                 "checked: a change made meanwhile is shown, never overwritten")
+        self.presence.setToolTip(f"Other windows with this clip open (seen in the last {STALE_SECONDS:g} s); saves "
+                                 "are still checked: a change made meanwhile is shown, never overwritten")
         self.note = QLabel("")
         self.note.setWordWrap(True)
         self.note.setEnabled(False)

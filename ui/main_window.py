@@ -195,17 +195,12 @@ class MainWindow(QMainWindow):
 
     def update_overlay(self) -> None:
         """The run's events of the current segment over the frame and its probability strip under it,
-        against the labels as they are now (called on clip, segment, label and run changes)."""
+        against the labels as they are now (called on clip, label and run changes)."""
         view = self.session.view if self.session is not None else None
-        has_run = view is not None and view.prediction_source is not None
-        if not (self.overlay_on and has_run):
-            self.player.view.set_overlay(None)
+        if not self._overlay_frame(view):
             self.player.prediction_strip.set_data(None, [])
             return
         predicted = {t: view.layers[t]["prediction"] for t in ("audio", "visual")}
-        seg = self.player.current_segment()
-        run = view.prediction_source.split(":", 1)[1]
-        self.player.view.set_overlay(overlay_items(seg, predicted, view.current, view.scores), run)
         rows = set()
         for t in ("audio", "visual"):
             rows |= set(np.flatnonzero(view.current[t].any(axis=1)).tolist())
@@ -215,6 +210,18 @@ class MainWindow(QMainWindow):
             peak = np.maximum(view.scores.audio.max(axis=1), view.scores.visual.max(axis=1))
             rows = sorted(rows, key=lambda c: -peak[c])
         self.player.prediction_strip.set_data(view.scores, sorted(rows) if view.scores is None else list(rows))
+
+    def _overlay_frame(self, view) -> bool:
+        """The overlay over the frame for the current segment (a segment change needs only this: the
+        strip's rows follow the clip, not the playhead); False when there is none to show."""
+        if not (self.overlay_on and view is not None and view.prediction_source is not None):
+            self.player.view.set_overlay(None)
+            return False
+        predicted = {t: view.layers[t]["prediction"] for t in ("audio", "visual")}
+        run = view.prediction_source.split(":", 1)[1]
+        self.player.view.set_overlay(overlay_items(self.player.current_segment(), predicted, view.current,
+                                                   view.scores), run)
+        return True
 
     def _rebind_undo(self) -> None:
         for name in ("undo", "redo"):
@@ -490,7 +497,7 @@ class MainWindow(QMainWindow):
 
     def _on_segment(self, seg: int) -> None:
         self.timelines.set_playhead_segment(seg)
-        self.update_overlay()
+        self._overlay_frame(self.session.view if self.session is not None else None)
         if self.keys is not None:
             self.keys.set_segment(seg)
 

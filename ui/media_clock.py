@@ -22,8 +22,8 @@ TICK_MS = 16  # ~60 Hz
 AUDIO_START_TIMEOUT = 1.0  # seconds to wait for sound to start before running on the timer
 RESYNC_SECONDS = 0.15  # larger disagreement with the sound: jump to it
 SLEW = 0.1  # fraction of a smaller disagreement corrected per fresh audio reading
-MIN_SPEED, MAX_SPEED = 0.25, 2.0
 SPEEDS = (0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0)
+MIN_SPEED, MAX_SPEED = SPEEDS[0], SPEEDS[-1]
 
 
 class MediaClock(QObject):

@@ -222,7 +222,6 @@ class PlayerWidget(QWidget):
     def __init__(self, parent: QWidget | None = None, *, sound: bool = True):
         super().__init__(parent)
         self._info: MediaInfo | None = None
-        self.sound_reason: str | None = None  # why there is no sound now (None: there is, or no clip)
         self._reader: FrameReader | None = None
         self._duration = CLIP_SECONDS
         self._shown = -1
@@ -233,7 +232,7 @@ class PlayerWidget(QWidget):
         self.clock.duration = self._duration
         self.clock.ticked.connect(self._on_tick)
         self.clock.playing_changed.connect(self._on_playing_changed)
-        self.clock.notice.connect(self._set_silent_mid_play)
+        self.clock.notice.connect(self._show_sound_state)  # the clock lost the sound device while playing
         self._build()
         self._show_placeholder("No clip")
         self._refresh_labels(0.0)
@@ -388,15 +387,10 @@ class PlayerWidget(QWidget):
         self.clock.set_audio(None, 0, why)
         self._show_sound_state(why)
 
-    def _set_silent_mid_play(self, why: str) -> None:
-        """The clock lost the sound device while playing."""
-        self._show_sound_state(why)
-
     def _show_sound_state(self, why: str | None) -> None:
         """The muted icon beside the transport while there is no sound (why: its tooltip), and a notice."""
         self.sound_label.setVisible(why is not None)
         self.sound_label.setToolTip(why or "")
-        self.sound_reason = why
         if why is not None:
             self.notice.emit(why)
 
@@ -441,9 +435,8 @@ class PlayerWidget(QWidget):
         self.clock.set_speed(speed)
         index = SPEEDS.index(self.clock.speed) if self.clock.speed in SPEEDS else -1
         if index >= 0 and index != self.speed_combo.currentIndex():
-            self.speed_combo.blockSignals(True)
-            self.speed_combo.setCurrentIndex(index)
-            self.speed_combo.blockSignals(False)
+            with QSignalBlocker(self.speed_combo):
+                self.speed_combo.setCurrentIndex(index)
 
     def step_speed(self, step: int) -> None:
         """The next slower (-1) or faster (+1) of SPEEDS."""

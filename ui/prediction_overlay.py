@@ -43,7 +43,7 @@ def overlay_items(seg: int, predicted: dict[str, np.ndarray | None], labels: dic
         pred = predicted.get(track)
         if pred is None:
             continue
-        probs = None if scores is None else (scores.audio if track == "audio" else scores.visual)
+        probs = None if scores is None else getattr(scores, track)
         for cls in np.flatnonzero(pred[:, seg] | labels[track][:, seg]).tolist():
             status = "agree" if pred[cls, seg] and labels[track][cls, seg] else "model" if pred[cls, seg] else "label"
             items.append(OverlayItem(cls, track, None if probs is None else float(probs[cls, seg]), status))
@@ -94,7 +94,7 @@ class PredictionStrip(QWidget):
     def set_data(self, scores: ClipScores | None, classes: list[int]) -> None:
         classes = classes[:MAX_STRIP_CLASSES]
         if scores is self._scores and classes == self._classes:
-            return  # called on every segment change: nothing to redo
+            return  # the same clip and rows (a label edit elsewhere, the overlay toggled back): nothing to redo
         self._scores, self._classes, self._cells = scores, classes, None
         self.setFixedHeight(2 * STRIP_ROW_H * len(self._classes) + 2)
         self.setToolTip("Model probabilities per segment (heard above, seen below): "

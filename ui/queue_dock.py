@@ -18,7 +18,7 @@ from PySide6.QtWidgets import (
 )
 from sqlalchemy import Engine
 
-from annotation.queue import DEFAULT_FILTER, QueueFilter, QueueSort, ReviewQueue
+from annotation.queue import DEFAULT_FILTER, MODEL_SORTS, QueueFilter, QueueSort, ReviewQueue
 from annotation.taxonomy import DISPLAY_NAMES, NUM_CLASSES
 from ui.queue_model import (  # noqa: F401 (table names stay importable from here)
     CLIP, DISAGREEMENT, HEADERS, SPLIT, STATUS, STATUS_COLOURS, WEAK, WEAK_ROLE, QueueTableModel,
@@ -53,7 +53,8 @@ class QueueDock(QDockWidget):
         self._sort: QueueSort = "id"
         self._descending = False
         self._annotator: str | None = None
-        self._engine: Engine | None = None
+        self._engine: Engine | None = None  # the database of the model sorts' run
+        self._run_source: str | None = None  # the prediction run the model sorts follow
         self._session_start = datetime.now(timezone.utc)
         self._last_emitted: int | None = None
         self._stale: set[int] = set()  # listed clips that no longer pass the filter; they go once left
@@ -198,9 +199,14 @@ class QueueDock(QDockWidget):
         self._apply(emit=False)
 
     def set_run(self, engine, source: str | None) -> None:
-        """The prediction run the model sorts follow; the list re-sorts at once."""
-        self._queue.attach_run(engine, source)
+        """The prediction run the model sorts follow; the list re-sorts at once. Its probabilities and
+        grids are read only while a model sort is chosen (not at every start or database switch)."""
+        self._engine, self._run_source = engine, source
         self._apply(emit=False)
+
+    def _attach_run(self) -> None:
+        if self._sort in MODEL_SORTS and self._engine is not None and self._queue.run != self._run_source:
+            self._queue.attach_run(self._engine, self._run_source)
 
     def set_annotator(self, name: str | None) -> None:
         """Whose reviews set the pace (None: anyone's)."""
@@ -342,6 +348,7 @@ class QueueDock(QDockWidget):
         """List the clips of the filter, keeping the current one selected if it still passes; if it
         does not, the first listed clip opens; `emptied` says when none is listed."""
         keep = self.current_clip_id()
+        self._attach_run()
         positions = self._queue.positions(self._filter, self._sort, self._descending, include=self._pinned)
         self._stale.clear()
         self.model.set_contents(self._queue, positions)

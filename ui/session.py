@@ -248,7 +248,10 @@ class ClipSession(QObject):
     def clear_track(self, track: str) -> bool:
         return self._push_grid(track, editing.clear(self.current(track)), f"Clear {track} labels")
 
-    def set_review(self, status: str, note: str | None = None, keep_note: bool = True) -> bool:
+    def set_review(self, status: str, note: str | None = None, keep_note: bool = True,
+                   text: str | None = None) -> bool:
+        """The clip's status (and note; `keep_note`: an omitted note stays), as one undoable edit named
+        `text` (default: "Mark <status>"); False when nothing changes."""
         if self.view is None:
             return False
         review = self.view.review
@@ -256,7 +259,7 @@ class ClipSession(QObject):
         if (status, new_note) == (review.status, review.note):
             return False
         self.undo_stack.push(_review_command(self, self.view.clip.id, (review.status, review.note),
-                                            (status, new_note), f"Mark {status.replace('_', ' ')}"))
+                                            (status, new_note), text or f"Mark {status.replace('_', ' ')}"))
         return True
 
     def restore(self, edit: EditRecord) -> bool:
@@ -268,13 +271,8 @@ class ClipSession(QObject):
         when = f"{edit.at.astimezone():%H:%M:%S}" + (f" by {edit.annotator}" if edit.annotator else "")
         if edit.kind == "review":
             after = json.loads(edit.after or "{}")
-            review = self.view.review
-            status, note = after.get("status", "pending"), after.get("note")
-            if (status, note) == (review.status, review.note):
-                return False
-            self.undo_stack.push(_review_command(self, self.view.clip.id, (review.status, review.note),
-                                                (status, note), f"Restore review of {when}"))
-            return True
+            return self.set_review(after.get("status", "pending"), after.get("note"), keep_note=False,
+                                   text=f"Restore review of {when}")
         track = edit.track
         grid = grid_of(edit.after)
         before = self.view.current[track].copy() if self.view.edited[track] else None

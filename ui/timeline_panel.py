@@ -149,9 +149,6 @@ class TimelinePanel(QWidget):
         self.run_combo.setEnabled(bool(sources))
         self.run_combo.blockSignals(False)
 
-    def chosen_run(self) -> str | None:
-        return self.run_combo.currentData()
-
     def preferred_height(self) -> int:
         """Height that shows the toolbar and all three tracks (weak rows) without scrolling."""
         return self.layout().itemAt(0).sizeHint().height() + self._scroll.widget().sizeHint().height() + 12

@@ -27,7 +27,8 @@ from PySide6.QtWidgets import (
 from sqlalchemy import Engine
 
 from annotation.files import present
-from annotation.runs import RunRecord, finish_run, get_run, list_runs
+from annotation.runs import RunRecord, check_run_name, finish_run, get_run, list_runs
+from inference.callbacks import format_duration
 from inference.cli_args import FEATURE_SET_NAMES, MODEL_NAMES
 from inference.metrics import KEYS, LEVELS, SHORT_TITLES
 from ui.training_runner import TrainingRunner, TrainRequest
@@ -61,7 +62,6 @@ class TrainingPanel(QDockWidget):
         self.engine: Engine | None = None
         self.db = ""
         self.annotator: str | None = None
-        self.feature_memory: dict[str, str] = {}
         self.remember_folder = lambda db, folder: None  # set by the window (preferences)
         self.runner = TrainingRunner(self)
         self.runner.events.connect(self._on_events)
@@ -326,9 +326,7 @@ class TrainingPanel(QDockWidget):
         if not folder:
             raise ValueError("choose the feature folder (the LLP-layout folder the database was imported from)")
         model = self.model.currentData()
-        name = self.name.text().strip() or f"{model}-{time.strftime('%Y%m%d-%H%M%S')}"
-        if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$", name):
-            raise ValueError(f"run name {name!r}: letters, digits, '.', '_' or '-' (at most 64)")
+        name = check_run_name(self.name.text().strip() or f"{model}-{time.strftime('%Y%m%d-%H%M%S')}")
         device, gpus = self._device()
         plsim = model in READS_PRIORS
         random_text = plsim and self.random_text.isChecked()
@@ -339,7 +337,7 @@ class TrainingPanel(QDockWidget):
             text_audio=(self.text_audio.text().strip() or None) if plsim and not random_text else None,
             text_visual=(self.text_visual.text().strip() or None) if plsim and not random_text else None,
             random_text=random_text, device=device, gpus=gpus,
-            predict=tuple(s for s, box in self.predict.items() if box.isChecked()), annotator=self.annotator)
+            predict=self._predict_splits(), annotator=self.annotator)
 
     def start_training(self) -> bool:
         try:
@@ -404,7 +402,7 @@ class TrainingPanel(QDockWidget):
             self._epochs = int(event.get("epochs") or 0)
             self._run_device = event.get("device")
             clips = event.get("clips", {}).get("train", 0)
-            self._batch = clips / self._steps_per_epoch if self._steps_per_epoch else 0
+            self._batch = clips / self._steps_per_epoch
             self.status.setText(f"{self.current.name}: {event.get('model')} on {self._run_device}, "
                                 f"{clips} train clips, {self._epochs} epochs")
         elif kind == "step":
@@ -436,7 +434,7 @@ class TrainingPanel(QDockWidget):
         rate = (s1 - s0) / (t1 - t0) if t1 > t0 else 0.0
         self.status.setText(
             f"{self.current.name} on {self._run_device}: epoch {event['epoch']}/{self._epochs}, step "
-            f"{event['step']}/{event['steps']}, loss {event.get('loss') or 0:.4f}, ETA {_duration(event.get('eta'))}, "
+            f"{event['step']}/{event['steps']}, loss {event.get('loss') or 0:.4f}, ETA {'?' if event.get('eta') is None else format_duration(float(event['eta']))}, "
             f"{rate * self._batch:.0f} clips/s")
 
     def _redraw(self) -> None:
@@ -479,10 +477,3 @@ class TrainingPanel(QDockWidget):
         self._set_running(False)
         shown_here = self._stored and engine is self.engine  # not when another database was opened meanwhile
         self.run_finished.emit(status, f"prediction:{name}" if shown_here else "")
-
-
-def _duration(seconds) -> str:
-    if seconds is None:
-        return "?"
-    seconds = int(round(float(seconds)))
-    return f"{seconds // 60}:{seconds % 60:02d}"
