@@ -37,7 +37,7 @@ _TIMBRES: tuple[tuple[str, float, float], ...] = (
 
 
 @lru_cache(maxsize=NUM_CLASSES)
-def _class_sound(cls: int, rate: int = AUDIO_RATE) -> np.ndarray:
+def class_sound(cls: int, rate: int = AUDIO_RATE) -> np.ndarray:
     """A 10 s loop of class `cls`'s sound at a common loudness (fixed per class, independent of the seed)."""
     kind, freq, mod = _TIMBRES[cls]
     n = int(NUM_SEGMENTS * rate)
@@ -81,7 +81,7 @@ def render_audio(rng: np.random.Generator, audio: np.ndarray, rate: int = AUDIO_
     n = NUM_SEGMENTS * rate
     wave = rng.normal(0.0, 0.002, n).astype(np.float32)
     for cls in np.flatnonzero(audio.any(axis=1)):
-        sound = np.roll(_class_sound(int(cls), rate), int(rng.integers(0, n)))
+        sound = np.roll(class_sound(int(cls), rate), int(rng.integers(0, n)))
         wave += 0.25 * sound * _envelope(audio[cls], rate)
     return np.clip(wave, -1.0, 1.0)
 

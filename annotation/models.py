@@ -134,3 +134,60 @@ class PredictionScores(Base):
     audio: Mapped[bytes] = mapped_column(LargeBinary)
     visual: Mapped[bytes] = mapped_column(LargeBinary)
     video: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class AVSClip(Base):
+    """An audio-visual segmentation clip of an AVSBench-layout folder (S4, MS3, AVSS): its files stay there
+    (`files`: JSON of the frame, mask and audio paths relative to `root`); its masks live in `avs_masks`."""
+
+    __tablename__ = "avs_clips"
+    __table_args__ = (UniqueConstraint("subset", "name", name="uq_avs_clip"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subset: Mapped[str] = mapped_column(String(8))
+    split: Mapped[str] = mapped_column(String(16), index=True)
+    name: Mapped[str] = mapped_column(String(128))
+    category: Mapped[str] = mapped_column(String(64))
+    frames: Mapped[int] = mapped_column(Integer)
+    root: Mapped[str] = mapped_column(Text)
+    files: Mapped[str] = mapped_column(Text)
+
+
+class AVSMask(Base):
+    """One frame's mask from one source: 'truth', 'prediction:<run>' (8-bit probabilities, or class indices for
+    AVSS) or 'reviewed' (a person's decision on a predicted mask: status accepted/rejected, `origin` the
+    prediction source decided on). PNG bytes; versioned like label tracks."""
+
+    __tablename__ = "avs_masks"
+    __table_args__ = (
+        UniqueConstraint("clip_id", "frame", "source", name="uq_avs_mask"),
+        Index("ix_avs_masks_source", "source"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    clip_id: Mapped[int] = mapped_column(ForeignKey("avs_clips.id", ondelete="CASCADE"))
+    frame: Mapped[int] = mapped_column(Integer)
+    source: Mapped[str] = mapped_column(String(80))
+    kind: Mapped[str] = mapped_column(String(12))  # binary | probability | classes
+    png: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    status: Mapped[str | None] = mapped_column(String(12), nullable=True)
+    origin: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+
+
+class AVSMaskEdit(Base):
+    """One committed mask decision (before and after), for audit and for undo across sessions."""
+
+    __tablename__ = "avs_mask_edits"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    clip_id: Mapped[int] = mapped_column(ForeignKey("avs_clips.id", ondelete="CASCADE"), index=True)
+    frame: Mapped[int] = mapped_column(Integer)
+    source: Mapped[str] = mapped_column(String(80))
+    before: Mapped[str | None] = mapped_column(String(12), nullable=True)  # status before (None: no row)
+    after: Mapped[str | None] = mapped_column(String(12), nullable=True)
+    origin: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    annotator: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -43,7 +43,7 @@ class RunRecord:
     updated_at: datetime
     finished_at: datetime | None
     best_epoch: int | None
-    metrics: dict[str, Any] | None  # {"val": ten numbers, "test": ten numbers, "per_class": {...}}
+    metrics: dict[str, Any] | None  # {"val": ten numbers, "test": ten numbers, "per_class": {...}}; AVS: mIoU, F
     checkpoint: str | None
     message: str | None
 
@@ -62,6 +62,13 @@ class RunRecord:
         out["metrics"] = {"val": metrics.get("val"), "test": metrics.get("test")}
         out["per_class"] = metrics.get("per_class")
         return out
+
+
+def headline(task: str, scores: dict | None) -> str:
+    """The number a run is chosen by, with its name: 'Type@AV 61.23' (AVVP), 'mIoU 41.20' (AVS), or '—'."""
+    if not scores:
+        return "—"
+    return f"mIoU {scores['miou']:.2f}" if task == "avs" else f"Type@AV {scores['segment']['type']:.2f}"
 
 
 def check_run_name(name: str) -> str:

@@ -18,7 +18,7 @@ from annotation.files import FolderBusyError
 from app.errors import UsageError
 
 COMMAND_MODULES = ("gui", "cmd_import", "cmd_export", "cmd_eval", "cmd_stats", "cmd_agreement", "cmd_runs", "cmd_demo",
-                   "cmd_prior", "cmd_train", "cmd_predict")
+                   "cmd_prior", "cmd_train", "cmd_predict", "cmd_avs")
 
 
 def build_parser() -> argparse.ArgumentParser:

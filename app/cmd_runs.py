@@ -5,7 +5,7 @@ import argparse
 import json
 
 from annotation.db import open_database
-from annotation.runs import list_runs
+from annotation.runs import headline, list_runs
 from app.settings import resolve_database
 
 
@@ -18,11 +18,6 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def _number(metrics: dict | None, split: str) -> str:
-    scores = (metrics or {}).get(split)
-    return f"{scores['segment']['type']:.2f}" if scores else "—"
-
-
 def run(args: argparse.Namespace) -> int:
     runs = list_runs(open_database(resolve_database(args.db), readonly=True))
     if args.json:
@@ -31,8 +26,9 @@ def run(args: argparse.Namespace) -> int:
     if not runs:
         print("no runs recorded (train with --db URL to record one)")
         return 0
-    print(f"{'name':<24}{'model':<8}{'status':<10}{'best':>5}{'val Type@AV':>13}{'test Type@AV':>14}  started")
+    print(f"{'name':<24}{'model':<16}{'status':<10}{'best':>5}{'val':>16}{'test':>16}  started")
     for r in runs:
-        print(f"{r.name:<24}{r.model:<8}{r.status:<10}{r.best_epoch or '—':>5}{_number(r.metrics, 'val'):>13}"
-              f"{_number(r.metrics, 'test'):>14}  {r.started_at.astimezone():%Y-%m-%d %H:%M} by {r.started_by or '?'}")
+        val, test = (headline(r.task, (r.metrics or {}).get(split)) for split in ("val", "test"))
+        print(f"{r.name:<24}{r.model:<16}{r.status:<10}{r.best_epoch or '—':>5}{val:>16}{test:>16}  "
+              f"{r.started_at.astimezone():%Y-%m-%d %H:%M} by {r.started_by or '?'}")
     return 0

@@ -86,11 +86,8 @@ class PrintProgress(TrainCallback):
                         f"ETA {format_duration(eta_seconds)}")
 
     def on_epoch_end(self, epoch: int, metrics: dict[str, Any], is_best: bool) -> None:
-        val = metrics.get("val")
-        score = (f" val segment Type@AV {val['segment']['type']:.2f} Event@AV {val['segment']['event']:.2f}"
-                 if val else " (no val truth)")
         self._print(f"epoch {epoch}/{self.epochs} done in {metrics['seconds']:.1f}s: train loss "
-                    f"{metrics['train_loss']:.4f}{score}{' *best*' if is_best else ''}")
+                    f"{metrics['train_loss']:.4f} {metrics['val_text']}{' *best*' if is_best else ''}")
 
     def on_train_end(self, result: Any) -> None:
         if result.stopped:
@@ -166,7 +163,7 @@ class JsonEvents(TrainCallback):
 
     def on_epoch_end(self, epoch: int, metrics: dict[str, Any], is_best: bool) -> None:
         self.emit("epoch", epoch=epoch, train_loss=metrics["train_loss"], lr=metrics.get("lr"),
-                  seconds=metrics["seconds"], val=metrics.get("val"), best=is_best)
+                  seconds=metrics["seconds"], val=metrics.get("val"), val_text=metrics.get("val_text"), best=is_best)
 
     def on_train_end(self, result: Any) -> None:
         self.emit("end", best_epoch=result.best_epoch, epochs_done=result.epochs_done, stopped=result.stopped,

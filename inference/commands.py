@@ -212,7 +212,7 @@ class RunRecorder(TrainCallback):
     def __init__(self, args: argparse.Namespace, config: TrainConfig):
         self.engine = open_database(args.db)
         self.name = check_run_name(run_name(args))
-        start_run(self.engine, self.name, config.model, "avvp", config.to_dict(), str(Path(args.data).resolve()),
+        start_run(self.engine, self.name, config.model, config.task, config.to_dict(), str(Path(args.data).resolve()),
                   str(Path(args.out).resolve()), config.device, args.annotator or getpass.getuser())
 
     def on_train_start(self, info: dict) -> None:

@@ -232,6 +232,8 @@ class _Run:
     def train_epoch(self, epoch: int, clock: dict[str, float]) -> tuple[dict[str, float], bool]:
         """One pass over the train split; (mean loss terms, stopped)."""
         self.sampler.set_epoch(epoch)
+        if hasattr(self.core, "set_epoch"):  # models with an epoch schedule of their own (AVS-Mamba's backbone freeze)
+            self.core.set_epoch(epoch)
         self.model.train()
         steps, sums, seen = len(self.loader), {}, 0
         began = time.monotonic()
@@ -275,12 +277,12 @@ class _Run:
         if is_best:
             self.best_score, self.best_epoch = current, epoch
             files[self.best_path] = self.best_state(epoch, val)
+        val_text = f"val {self.task.describe(val)}" if val else "no val truth"
         record = {"epoch": epoch, "train_loss": means.pop("total", 0.0), "parts": means, "lr": lr,
-                  "seconds": seconds, "val": val}
+                  "seconds": seconds, "val": val, "val_text": val_text}
         self.history.append(record)
         files[self.last_path] = self.last_state(epoch)
         save_set(files, f"the checkpoints of epoch {epoch} (last.pt holds epoch {epoch - 1}; --resume continues)")
-        val_text = f"val {self.task.describe(val)}" if val else "no val truth"
         self.log(f"epoch {epoch}/{self.config.epochs} loss {record['train_loss']:.5f} lr {lr:.3g} "
                  f"{val_text}{' best' if is_best else ''}")
         for cb in self.callbacks:

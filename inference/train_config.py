@@ -53,12 +53,13 @@ class TrainConfig:
 
     @classmethod
     def for_model(cls, model: str, model_config: dict[str, Any] | None = None,
-                  task_options: dict[str, Any] | None = None, **overrides: Any) -> "TrainConfig":
-        """Defaults, then the registered model's recipe (its variant for the feature set asked
-        for), then `model_config`, `task_options` and `overrides` (None values ignored)."""
+                  task_options: dict[str, Any] | None = None, variant: str | None = None,
+                  **overrides: Any) -> "TrainConfig":
+        """Defaults, then the registered model's recipe (its variant for `variant`, else for the feature
+        set asked for), then `model_config`, `task_options` and `overrides` (None values ignored)."""
         entry = get_entry(model)
         given = dict(model_config or {})
-        recipe = copy.deepcopy(entry.recipe_for(given.get("feature_set")))
+        recipe = copy.deepcopy(entry.recipe_for(variant or given.get("feature_set")))
         values = {**recipe, **{k: v for k, v in overrides.items() if v is not None}, "model": model,
                   "task": entry.task, "task_options": dict(task_options or {}),
                   "model_config": {**recipe.pop("model_config", {}), **given}}

@@ -7,6 +7,11 @@ BIN="${BIN:-.venv/bin}"
 DEMO="$("$BIN/python" -c 'from app.settings import default_demo_dir; print(default_demo_dir())')"
 "$BIN/avvp-studio" demo --out "$DEMO"
 "$BIN/avvp-studio" import llp "$DEMO"
+# a small synthetic AVSBench S4 project for the segmentation window (Model > Segmentation masks...)
+if [ ! -f "$DEMO-avs/Single-source/s4_meta_data.csv" ]; then
+  "$BIN/avvp-studio" avs demo --out "$DEMO-avs" --subset s4 --clips 24 >/dev/null
+fi
+"$BIN/avvp-studio" avs import "$DEMO-avs" --subset s4
 "$BIN/avvp-studio" stats
 if [ -n "${DISPLAY:-}${WAYLAND_DISPLAY:-}" ] || [ "$(uname)" = Darwin ]; then
   exec "$BIN/avvp-studio" gui

@@ -21,9 +21,15 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", default=str(REPO / "docs" / "screenshots"))
+    parser.add_argument("--only", choices=("avs_masks",), help="take only this screenshot")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.only == "avs_masks":
+        from PySide6.QtWidgets import QApplication
+
+        avs_masks(QApplication.instance() or QApplication([]), Path(tempfile.mkdtemp(prefix="avvp-shots-")), out)
+        return 0
 
     from PySide6.QtWidgets import QApplication
 
@@ -80,6 +86,7 @@ def main() -> int:
         engine.dispose()
     apply_theme(app, dark=True)
     model_loop(app, work, build_demo(work / "demo200", clips=200).out_dir, out)
+    avs_masks(app, work, out)
     return 0
 
 
@@ -137,6 +144,52 @@ def model_loop(app, work: Path, demo: Path, out: Path) -> None:
         app.processEvents()
     window.grab().save(str(out / "model_overlay.png"))
     print(out / "model_overlay.png")
+    window.close()
+    engine.dispose()
+
+
+def avs_masks(app, work: Path, out: Path) -> None:
+    """The segmentation window (Model > Segmentation masks…) on the synthetic S4 demo with the masks of a real
+    tiny AVS-Mamba run (`avs train --config tiny --db … --predict test`, about a minute on a CPU), clips
+    ordered worst IoU first and three frames decided. SYNTHETIC data."""
+    from annotation.avs_demo import build_avs_demo
+    from annotation.avs_store import decide, import_avsbench
+    from annotation.db import open_database
+    from app.cli import run_cli
+    from ui.avs_view import AVSWindow
+    from ui.theme import apply_theme
+
+    apply_theme(app, dark=True)
+    root = work / "avsdemo"
+    build_avs_demo(root, "s4", clips=120, size=224, seed=4)
+    db = str(work / "avs.sqlite")
+    engine = open_database(db)
+    import_avsbench(engine, root, "s4")
+    code = run_cli(["avs", "train", "--data", str(root), "--subset", "s4", "--model", "avs_mamba", "--config", "tiny",
+                    "--image-size", "64", "--lr", "1e-3", "--batch-size", "4", "--epochs", "8", "--device", "cpu",
+                    "--out", str(work / "avs-run"), "--db", db, "--name", "avs_mamba-tiny", "--predict", "test"])
+    if code != 0:
+        raise SystemExit(f"avs train failed ({code})")
+    window = AVSWindow(engine, "demo", sound=False, db_label=db)
+    window.resize(1500, 900)
+    window.show()
+    window.split_combo.setCurrentIndex(window.split_combo.findData("test"))
+    window.order_combo.setCurrentIndex(window.order_combo.findData("worst"))
+    while window.scoring():
+        app.processEvents()
+    app.processEvents()
+    window.advance_check.setChecked(False)
+    window.select_row(0)
+    clip = window.record.id
+    for frame, status in ((0, "accepted"), (1, "rejected")):
+        window.set_frame(frame)
+        window.decide(status)
+    decide(engine, clip, 2, "accepted", "prediction:avs_mamba-tiny", 0, "maria")  # a colleague's decision
+    window.open_clip(clip, frame=1)
+    for _ in range(5):
+        app.processEvents()
+    window.grab().save(str(out / "avs_masks.png"))
+    print(out / "avs_masks.png")
     window.close()
     engine.dispose()
 

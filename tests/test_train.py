@@ -377,3 +377,58 @@ def test_caption_and_prior_options_are_refused_for_models_that_read_none(demo, t
     code, _, err = run_cli(["predict", "--run", str(tmp_path / "h"), "--data", str(demo), "--zero-priors",
                             "--out", str(tmp_path / "p")])
     assert code == 2 and "--zero-priors: the han model reads no priors" in err
+
+
+class _ScriptedTask:
+    """A task whose val and test scores are scripted per epoch (val best at epoch 2, test best at epoch 3), to
+    prove the engine picks the checkpoint by val alone, whatever the task."""
+
+    name, selection = "avs", "val mIoU"
+    VAL, TEST = {1: 10.0, 2: 30.0, 3: 20.0}, {1: 10.0, 2: 20.0, 3: 90.0}
+
+    def __init__(self):
+        self.epoch, self.calls = 0, []
+
+    def build_model(self, config):
+        from inference.models import create_model as create
+
+        return create("avs_visual_only", size="tiny", image_size=32)
+
+    def prepare(self, model):
+        return []
+
+    def train_dataset(self, config):
+        item = {"frames": torch.zeros(5, 3, 32, 32), "audio": torch.zeros(5, 1, 96, 64), "frame_valid": torch.ones(5),
+                "mask": torch.zeros(5, 32, 32), "mask_valid": torch.ones(5)}
+        return [item, item]
+
+    @staticmethod
+    def collate(items):
+        return {k: torch.stack([i[k] for i in items]) for k in items[0]}
+
+    def split_sizes(self):
+        return {"val": 1, "test": 1}
+
+    def evaluate(self, model, split, device, batch_size):
+        if split == "val":
+            self.epoch += 1
+        self.calls.append(split)
+        return {"miou": (self.VAL if split == "val" else self.TEST)[self.epoch], "fscore": 0.0, "group_videos": 1}
+
+    @staticmethod
+    def selection_score(metrics):
+        return metrics["miou"]
+
+    @staticmethod
+    def describe(metrics):
+        return f"mIoU {metrics['miou']:.2f}"
+
+
+def test_the_engine_selects_on_val_and_scores_test_once(tmp_path):
+    task = _ScriptedTask()
+    config = TrainConfig.for_model("avs_visual_only", model_config={"size": "tiny", "image_size": 32}, epochs=3,
+                                   device="cpu", batch_size=2)
+    result = train(config, task, tmp_path / "run")
+    assert result.best_epoch == 2 and result.val["miou"] == 30.0
+    assert task.calls == ["val", "val", "val", "test"]  # test never seen before the choice, and only once
+    assert load_checkpoint(tmp_path / "run" / "checkpoint.pt")["epoch"] == 2

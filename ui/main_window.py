@@ -26,6 +26,7 @@ from annotation.store import LabelStore, NotFoundError
 from annotation.taxonomy import DISPLAY_NAMES
 from ui.agreement_dialog import AgreementDialog
 from ui.audio_view import NO_AUDIO, AudioView, load_audio
+from ui.avs_view import install_avs_menu
 from ui.clip_panel import ClipPanel
 from ui.conflict_dialog import ConflictDialog
 from ui.database_dialog import open_or_choose, pick_in_dialog
@@ -79,6 +80,10 @@ class MainWindow(QMainWindow):
         self.training = TrainingPanel(prefs.path.parent / "runs", self)
         self.training.remember_folder = lambda db, folder: self.prefs.set_recent_value(
             f"features/{self._workspace_key()}", folder)
+        self.training.remember_avs_folder = lambda db, subset, folder: self.prefs.set_recent_value(
+            f"avs-data/{subset}/{self._workspace_key()}", folder)
+        self.training.recall_avs_folder = lambda db, subset: self.prefs.recent_value(
+            f"avs-data/{subset}/{self._workspace_key()}")
         self.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, self.training)
         self.tabifyDockWidget(self.queue, self.training)  # beside the queue, one click away
         self.queue.raise_()
@@ -286,6 +291,7 @@ class MainWindow(QMainWindow):
         compare.setStatusTip("The ten numbers of every run side by side, per-class F1 bars")
         compare.triggered.connect(self.runs_dialog)
         model_menu.addAction(compare)
+        install_avs_menu(self, model_menu)  # AVS: Model > Segmentation masks… (ui/avs_view.py)
         team_menu = bar.addMenu("&Team")
         agreement = QAction("Inter-annotator agreement…", self)
         agreement.setStatusTip("Cohen's kappa per class for clips two annotators labelled")
@@ -338,6 +344,7 @@ class MainWindow(QMainWindow):
         self.clip_panel.action_requested.connect(self.review_action)
         self.timelines.run_chosen.connect(self._choose_run)
         self.training.run_finished.connect(self._training_finished)
+        self.training.masks_stored.connect(self._masks_stored)
 
     # ---- clip display ------------------------------------------------------------------
     def show_clip(self, clip_id: int) -> None:
@@ -447,8 +454,20 @@ class MainWindow(QMainWindow):
         self.training.show()
         self.training.raise_()
 
+    def _masks_stored(self, subset: str, source: str) -> None:
+        """An AVS run stored predicted masks: an open segmentation window shows them at once (a closed one reads
+        them when it opens)."""
+        self._avs_source = source
+        window = getattr(self, "avs_window", None)
+        if window is not None and window.engine is self.engine:
+            window.show_source(source)
+
     def _training_finished(self, status: str, source: str) -> None:
-        if source:
+        if source and source == getattr(self, "_avs_source", None):
+            self._avs_source = None
+            self.statusBar().showMessage(f"Training {status}: masks stored as {source} (Model > Segmentation masks…)",
+                                         10000)
+        elif source:
             self.refresh_runs(prefer=source)  # the new predictions: layer, overlay and model sorts
             self.statusBar().showMessage(f"Training {status}: {source} is shown (Model box above the timelines)",
                                          10000)

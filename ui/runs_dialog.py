@@ -21,7 +21,8 @@ class RunsDialog(QDialog):
     def __init__(self, runs: list[RunRecord], parent: QWidget | None = None):
         super().__init__(parent)
         self.setWindowTitle("Training runs")
-        self.runs = runs
+        self.runs = [r for r in runs if r.task == "avvp"]  # the ten AVVP numbers; `avvp-studio runs` lists all
+        self.others = len(runs) - len(self.runs)
         self.split = QComboBox()
         self.split.addItem("test", "test")
         self.split.addItem("val (selected the checkpoint)", "val")
@@ -29,7 +30,7 @@ class RunsDialog(QDialog):
         self.track.addItem("audio", "audio")
         self.track.addItem("visual", "visual")
         head = ["run", "model", "status", "best"] + [f"{lv[:3]} {SHORT_TITLES[k]}" for lv in LEVELS for k in KEYS]
-        self.table = QTableWidget(len(runs), len(head))
+        self.table = QTableWidget(len(self.runs), len(head))
         self.table.setHorizontalHeaderLabels(head)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
@@ -61,7 +62,7 @@ class RunsDialog(QDialog):
         self.track.currentIndexChanged.connect(self._draw_bars)
         self.table.itemSelectionChanged.connect(self._draw_bars)
         self._fill()
-        if runs:
+        if self.runs:
             self.table.selectRow(0)
 
     def _fill(self) -> None:
@@ -90,7 +91,9 @@ class RunsDialog(QDialog):
         chosen = [r for r in self.selected_runs() if ((r.metrics or {}).get("per_class") or {}).get(track)]
         chosen = chosen[:len(BAR_COLOURS)]
         if not chosen:
-            self.note.setText("Select runs with a test split scored to compare their per-class F1.")
+            others = (f" ({self.others} segmentation run(s) not shown: `avvp-studio runs` lists them with their mIoU)"
+                      if self.others else "")
+            self.note.setText(f"Select runs with a test split scored to compare their per-class F1.{others}")
             return
         width = 0.8 / len(chosen)
         x = np.arange(NUM_CLASSES, dtype=float)

@@ -7,9 +7,18 @@ numbers per epoch) and the status line (epoch, ETA, device, clips/s). Labels are
 database's best (manual where edited, else pseudo; out-of-taxonomy respected); features come
 from the project's feature folder, remembered per database. When the run ends it has stored
 its predictions, and `run_finished` tells the window to show them.
+
+A database that holds AVSBench clips (`avvp-studio avs import`) also offers the task
+"Segmentation (AVSBench)": subset, data folder (the subset's folder from the database, or the one
+chosen before for this database), model, size, backbone, local weight files, image size become one
+`avvp-studio avs train --db ... --events` process; its curves are val mIoU and F-score per epoch.
+Its predicted masks are stored as prediction:<run> (table avs_masks): `masks_stored` says so, and
+`run_finished` follows as for a parsing run. The training process reads the accepted masks (the
+corrections) from the database itself.
 """
 from __future__ import annotations
 
+import html
 import json
 import re
 import sys
@@ -24,20 +33,47 @@ from PySide6.QtWidgets import (
     QCheckBox, QComboBox, QDockWidget, QFileDialog, QFormLayout, QFrame, QHBoxLayout, QLabel, QLineEdit,
     QPlainTextEdit, QPushButton, QScrollArea, QSpinBox, QToolButton, QVBoxLayout, QWidget,
 )
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func, select
+from sqlalchemy.exc import SQLAlchemyError
 
+from annotation.avsbench import subset_root
+from annotation.db import has_table
 from annotation.files import present
+from annotation.models import AVSClip
 from annotation.runs import RunRecord, check_run_name, finish_run, get_run, list_runs
 from inference.callbacks import format_duration
 from inference.cli_args import FEATURE_SET_NAMES, MODEL_NAMES
 from inference.metrics import KEYS, LEVELS, SHORT_TITLES
-from ui.training_runner import TrainingRunner, TrainRequest
+from ui.training_runner import AVSTrainRequest, TrainingRunner, TrainRequest
 
 READS_PRIORS = ("mug", "link")  # PLSIM: priors and caption embeddings
 PRIOR_DIRS = ("CLAP/segment_prior_labels", "CLIP/segment_prior_labels")
 REDRAW_MS = 100  # curves are redrawn at most this often, however fast events come
 CURVE_COLOURS = ("#3d8bfd", "#f28e2b", "#59a14f", "#e15759", "#b07aa1")
 _DEVICES: list[tuple[str, str]] = []  # found once per process
+
+TASKS = (("Parsing (LLP)", "avvp"), ("Segmentation (AVSBench)", "avs"))
+AVS_SUBSETS = ("s4", "ms3", "avss")  # = annotation.avsbench.SUBSETS, tested
+AVS_SUBSET_TITLES = {"s4": "S4 (single source)", "ms3": "MS3 (multiple sources)", "avss": "AVSS (semantic)"}
+AVS_MODEL_NAMES = ("avs_mamba", "avs_visual_only")  # = inference.models.model_names("avs"), tested (no torch here)
+AVS_BACKBONES = ("pvt_v2_b5", "resnet50")  # = inference.models.avs_mamba.BACKBONES, the recipe's first
+AVS_CURVES = (("miou", "mIoU"), ("fscore", "F-score"))
+MIN_IMAGE_SIZE = 16  # the AVS models' smallest frame size
+
+
+def avs_subsets(engine: Engine) -> dict[str, tuple[int, str]]:
+    """subset -> (clips, the folder most of them were imported from) of the AVS clips in the database (one
+    grouped query; none in a database without the table)."""
+    if not has_table(engine, AVSClip.__tablename__):
+        return {}
+    c = AVSClip.__table__
+    with engine.connect() as conn:
+        rows = conn.execute(select(c.c.subset, c.c.root, func.count()).group_by(c.c.subset, c.c.root)).all()
+    out: dict[str, tuple[int, str]] = {}
+    for subset, root, count in sorted(rows, key=lambda r: -r[2]):  # the biggest folder first: the default
+        clips, first = out.get(subset, (0, root))
+        out[subset] = (clips + count, first)
+    return {s: out[s] for s in sorted(out, key=lambda s: (AVS_SUBSETS.index(s) if s in AVS_SUBSETS else 99, s))}
 
 
 DETECT_DEVICES = """
@@ -52,8 +88,15 @@ print(json.dumps(choices))
 """  # run in a child process: importing torch in this one would hold the GUI thread (the GIL) for 0.4 s
 
 
+def _avs_scores(split: str, scores: dict, digits: int = 2) -> str:
+    """'val mIoU 41.20, F-score 52.10' from an AVS event's numbers (either may be missing)."""
+    parts = [f"{title} {scores[key]:.{digits}f}" for key, title in AVS_CURVES if scores.get(key) is not None]
+    return f"{split} {', '.join(parts)}" if parts else f"no {split} numbers"
+
+
 class TrainingPanel(QDockWidget):
     run_finished = Signal(str, str)  # status, source 'prediction:<name>' ('' when nothing was stored)
+    masks_stored = Signal(str, str)  # AVS: subset, source 'prediction:<name>' (before run_finished)
 
     def __init__(self, runs_root: Path, parent: QWidget | None = None):
         super().__init__("Training", parent)
@@ -63,6 +106,11 @@ class TrainingPanel(QDockWidget):
         self.db = ""
         self.annotator: str | None = None
         self.remember_folder = lambda db, folder: None  # set by the window (preferences)
+        # the AVS data folder per database and subset: kept here for the session; the window may keep them longer
+        self.remember_avs_folder = lambda db, subset, folder: None
+        self.recall_avs_folder = lambda db, subset: ""
+        self._avs_folders: dict[tuple[str, str], str] = {}
+        self._avs_subsets: dict[str, tuple[int, str]] = {}
         self.runner = TrainingRunner(self)
         self.runner.events.connect(self._on_events)
         self.runner.finished.connect(self._on_finished)
@@ -77,6 +125,7 @@ class TrainingPanel(QDockWidget):
         self._batch = 0
         self._step_times: deque[tuple[float, int]] = deque(maxlen=50)  # for clips/s
         self._last_step: dict | None = None  # shown at the next redraw, not per event
+        self._val_text = ""  # segmentation: the last epoch's val numbers, shown with the progress
         self._stored: list[str] = []
         self._build()
         self.redraw_timer = QTimer(self)
@@ -84,7 +133,7 @@ class TrainingPanel(QDockWidget):
         self.redraw_timer.timeout.connect(self._redraw)
         self.redraw_timer.start()
         self._finder: QProcess | None = None
-        self.visibilityChanged.connect(lambda visible: visible and self.find_devices())
+        self.visibilityChanged.connect(self._visibility_changed)
 
     # ---------------------------------------------------------------- layout
     def _build(self) -> None:
@@ -135,19 +184,83 @@ class TrainingPanel(QDockWidget):
         predict_row.addStretch(1)
         self.name = QLineEdit()
         self.name.setPlaceholderText("automatic: model-date-time")
-        form.addRow("Model", self.model)
-        form.addRow("Features", self.feature_set)
-        form.addRow("Feature folder", folder_row)
-        form.addRow("CLAP text", self.text_audio)
-        form.addRow("CLIP text", self.text_visual)
-        form.addRow("", self.random_text)
-        form.addRow("Priors", self.priors)
-        form.addRow("Epochs", self.epochs)
-        form.addRow("CMRC clips", self.cmrc)
-        form.addRow("Seed", self.seed)
-        form.addRow("Device", self.device)
-        form.addRow("Predict", predict_row)
-        form.addRow("Run name", self.name)
+
+        # the task (shown when the database holds AVS clips) and segmentation's own fields
+        self.task = QComboBox()
+        for title, task in TASKS:
+            self.task.addItem(title, task)
+        self.task.setToolTip("Parsing: the LLP clips' event labels · Segmentation: the AVSBench clips' masks")
+        self.subset = QComboBox()
+        self.subset.setToolTip("The AVSBench subset to train on (the clips imported with avvp-studio avs import)")
+        self.avs_folder = QLineEdit()
+        self.avs_folder.setPlaceholderText("the AVSBench subset folder the clips were imported from")
+        avs_browse = QPushButton("…")
+        avs_browse.setFixedWidth(28)
+        avs_browse.clicked.connect(self._browse_avs_folder)
+        avs_folder_row = QHBoxLayout()
+        avs_folder_row.addWidget(self.avs_folder, 1)
+        avs_folder_row.addWidget(avs_browse)
+        self.avs_model = QComboBox()
+        for name in AVS_MODEL_NAMES:
+            self.avs_model.addItem(name, name)
+        self.avs_model.setToolTip("avs_mamba: frames and sound · avs_visual_only: the audio-blind baseline")
+        self.avs_size = QComboBox()
+        self.avs_size.addItem("full (the recipe)", "full")
+        self.avs_size.addItem("tiny (a quick check on the CPU)", "tiny")
+        self.backbone = QComboBox()
+        for name in AVS_BACKBONES:
+            self.backbone.addItem(name, name)
+        self.backbone_weights, self.vggish_weights = QLineEdit(), QLineEdit()
+        self.backbone_weights.setPlaceholderText("optional: local ResNet-50 / PVT-v2-b5 checkpoint")
+        self.vggish_weights.setPlaceholderText("optional: local VGGish checkpoint (vggish-10086976.pth)")
+        weight_rows = []
+        for edit, title in ((self.backbone_weights, "Backbone weights"), (self.vggish_weights, "VGGish weights")):
+            pick = QPushButton("…")
+            pick.setFixedWidth(28)
+            pick.clicked.connect(lambda _=False, e=edit, t=title: self._browse_file(e, t))
+            row = QHBoxLayout()
+            row.addWidget(edit, 1)
+            row.addWidget(pick)
+            weight_rows.append(row)
+        self.vggish_pick = weight_rows[1].itemAt(1).widget()
+        self.image_size = QSpinBox()
+        self.image_size.setRange(0, 4096)
+        self.image_size.setSingleStep(32)
+        self.image_size.setSpecialValueText("the model's")
+        self.image_size.setSuffix(" px")
+        self.image_size.setToolTip("Frames are resized to this square size (the model's: 224 full, 64 tiny)")
+
+        self._rows: dict[str, list[int]] = {"avvp": [], "avs": []}
+
+        def add(title: str, field, task: str | None = None) -> None:
+            if task is not None:
+                self._rows[task].append(form.rowCount())
+            form.addRow(title, field)
+
+        add("Task", self.task)
+        self._task_row = 0
+        add("Subset", self.subset, "avs")
+        add("Data folder", avs_folder_row, "avs")
+        add("Model", self.model, "avvp")
+        add("Model", self.avs_model, "avs")
+        add("Size", self.avs_size, "avs")
+        add("Backbone", self.backbone, "avs")
+        add("Backbone weights", weight_rows[0], "avs")
+        add("VGGish weights", weight_rows[1], "avs")
+        add("Image size", self.image_size, "avs")
+        add("Features", self.feature_set, "avvp")
+        add("Feature folder", folder_row, "avvp")
+        add("CLAP text", self.text_audio, "avvp")
+        add("CLIP text", self.text_visual, "avvp")
+        add("", self.random_text, "avvp")
+        add("Priors", self.priors, "avvp")
+        add("Epochs", self.epochs)
+        add("CMRC clips", self.cmrc, "avvp")
+        add("Seed", self.seed)
+        add("Device", self.device)
+        add("Predict", predict_row)
+        add("Run name", self.name)
+        self.form = form
 
         self.train_button = QPushButton("Train")
         self.train_button.setToolTip("Start training in a separate process; keep annotating")
@@ -181,6 +294,7 @@ class TrainingPanel(QDockWidget):
         self.val_plot.setTitle("val F1 %: segment solid, event dashed", size="8pt")
         legend = self.val_plot.addLegend(offset=(4, 4), labelTextSize="7pt")
         legend.setColumnCount(len(KEYS))
+        self.val_legend = legend
         self.val_curves = {}
         for level, style in zip(LEVELS, (Qt.PenStyle.SolidLine, Qt.PenStyle.DashLine)):
             for key, colour in zip(KEYS, CURVE_COLOURS):
@@ -188,6 +302,11 @@ class TrainingPanel(QDockWidget):
                 name = SHORT_TITLES[key] if level == LEVELS[0] else None  # one legend entry per colour
                 self.val_curves[(level, key)] = self.val_plot.plot(pen=pen, symbol="o", symbolSize=4,
                                                                    symbolBrush=colour, name=name)
+        self.avs_curves = {}  # segmentation: val mIoU and F-score per epoch (in the legend while they are shown)
+        for (key, _), colour in zip(AVS_CURVES, CURVE_COLOURS):
+            self.avs_curves[key] = self.val_plot.plot(pen=pg.mkPen(colour, width=2), symbol="o", symbolSize=5,
+                                                      symbolBrush=colour)
+        self._curves_task = ""
         self.log_view = QPlainTextEdit()
         self.log_view.setReadOnly(True)
         self.log_view.setMaximumBlockCount(400)
@@ -222,8 +341,15 @@ class TrainingPanel(QDockWidget):
         self.model.currentIndexChanged.connect(self._model_changed)
         self.folder.editingFinished.connect(self._folder_changed)
         self.random_text.toggled.connect(self._model_changed)
+        self.task.currentIndexChanged.connect(self._task_changed)
+        self.subset.currentIndexChanged.connect(self._subset_changed)
+        self.avs_folder.editingFinished.connect(self._avs_folder_changed)
+        self.avs_model.currentIndexChanged.connect(self._avs_model_changed)
         self.runner.log.connect(self.log_view.appendPlainText)
         self._model_changed()
+        self._avs_model_changed()
+        self._show_curves("avvp")
+        self._task_changed()
         self._set_running(False)
 
     def cancel(self) -> None:
@@ -234,6 +360,11 @@ class TrainingPanel(QDockWidget):
     def stop_for_quit(self) -> None:
         """The window is closing: stop the run, waited for; `_on_finished` records it as it ends."""
         self.runner.stop_now()
+
+    def _visibility_changed(self, visible: bool) -> None:
+        if visible:
+            self.find_devices()
+            self.refresh_tasks()  # AVS clips imported meanwhile (avvp-studio avs import) bring the task choice
 
     def _show_settings(self, shown: bool) -> None:
         self.settings.setVisible(shown)
@@ -299,11 +430,93 @@ class TrainingPanel(QDockWidget):
             self.priors.setText("<span style='color:#e5534b'>missing in the feature folder</span>: make them with "
                                 "avvp-studio prior --data FOLDER --text-audio … --text-visual …")
 
+    # ---------------------------------------------------------------- segmentation's form
+    def task_choice(self) -> str:
+        """'avvp' (parsing) or 'avs' (segmentation; only while the database holds AVS clips)."""
+        return self.task.currentData() if self._avs_subsets else "avvp"
+
+    def _task_changed(self) -> None:
+        task = self.task_choice()
+        self.form.setRowVisible(self._task_row, bool(self._avs_subsets))
+        for kind, rows in self._rows.items():
+            for row in rows:
+                self.form.setRowVisible(row, kind == task)
+        self.name.setPlaceholderText("automatic: model-date-time" if task == "avvp"
+                                     else "automatic: model-subset-date-time")
+        self.resume_button.setToolTip(f"Continue the last stopped {'segmentation' if task == 'avs' else 'parsing'} "
+                                      "run of this database")
+        self.retrain_button.setToolTip("The last finished run's config again, on the labels as they are now" if
+                                       task == "avvp" else "The last finished segmentation run's config again, with "
+                                       "the masks accepted since (read from the database by the training process)")
+        if not self.runner.running():
+            self._set_running(False)
+
+    def refresh_tasks(self) -> None:
+        """Which AVS subsets the database holds (the task choice is shown only when it holds some)."""
+        try:
+            subsets = avs_subsets(self.engine) if self.engine is not None else {}
+        except SQLAlchemyError as exc:  # the form stays as it was for parsing; the reason is shown
+            subsets = {}
+            self.status.setText(f"could not read the database's AVS clips: {str(exc).splitlines()[0]}")
+        if subsets == self._avs_subsets and self.subset.count() == len(subsets):
+            return
+        self._avs_subsets = subsets
+        keep = self.subset.currentData()
+        self.subset.blockSignals(True)
+        self.subset.clear()
+        for subset, (clips, _) in subsets.items():
+            self.subset.addItem(f"{AVS_SUBSET_TITLES.get(subset, subset)} · {clips} clips", subset)
+        index = self.subset.findData(keep)
+        self.subset.setCurrentIndex(max(index, 0))
+        self.subset.blockSignals(False)
+        self._subset_changed()
+        self._task_changed()
+
+    def _subset_changed(self) -> None:
+        """The data folder of this subset: the one chosen before for this database, else the database's."""
+        subset = self.subset.currentData()
+        if subset is None:
+            self.avs_folder.setText("")
+            return
+        remembered = self._avs_folders.get((self.db, subset)) or self.recall_avs_folder(self.db, subset)
+        self.avs_folder.setText(remembered or self._avs_subsets.get(subset, (0, ""))[1])
+
+    def _avs_folder_changed(self) -> None:
+        subset, folder = self.subset.currentData(), self.avs_folder.text().strip()
+        if subset is None:
+            return
+        self._avs_folders[(self.db, subset)] = folder
+        self.remember_avs_folder(self.db, subset, folder)
+
+    def _browse_avs_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "AVSBench data folder", self.avs_folder.text())
+        if folder:
+            self.avs_folder.setText(folder)
+            self._avs_folder_changed()
+
+    def _browse_file(self, edit: QLineEdit, title: str) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, title, edit.text(),
+                                              "Checkpoints (*.pth *.pt *.bin *.safetensors *.pkl);;All files (*)")
+        if path:
+            edit.setText(path)
+
+    def _avs_model_changed(self) -> None:
+        audio = self.avs_model.currentData() != "avs_visual_only"  # the audio-blind baseline has no VGGish
+        self.vggish_weights.setEnabled(audio)
+        self.vggish_pick.setEnabled(audio)
+        self.vggish_weights.setToolTip("" if audio else "avs_visual_only has no audio backbone")
+
     # ---------------------------------------------------------------- database
     def set_database(self, engine: Engine, db: str, annotator: str | None, folder: str) -> None:
         self.engine, self.db, self.annotator = engine, db, annotator
         self.folder.setText(folder)
         self._model_changed()
+        self._avs_subsets = {}
+        self.subset.clear()  # another database's subsets and folders are not this one's
+        self.refresh_tasks()
+        if self._avs_subsets and not folder:  # AVS clips and no parsing project: segmentation it is
+            self.task.setCurrentIndex(self.task.findData("avs"))
+        self._task_changed()
         self._set_running(self.runner.running())
 
     def _set_running(self, running: bool) -> None:
@@ -315,13 +528,17 @@ class TrainingPanel(QDockWidget):
         self.retrain_button.setEnabled(not running and last is not None and last.status == "finished")
 
     def _last_run(self) -> RunRecord | None:
-        """The newest run this annotator started (Resume and Retrain act on it, never on a colleague's)."""
-        return next((r for r in list_runs(self.engine) if r.started_by == self.annotator or self.annotator is None),
-                    None)
+        """The newest run of the chosen task this annotator started (Resume and Retrain act on it, never on a
+        colleague's)."""
+        avs = self.task_choice() == "avs"
+        return next((r for r in list_runs(self.engine) if (r.started_by == self.annotator or self.annotator is None)
+                     and (r.task == "avs") == avs), None)
 
     # ---------------------------------------------------------------- starting
     def request(self) -> TrainRequest:
         """What the form says, as a request (the run folder named after the run, under runs_root)."""
+        if self.task_choice() == "avs":
+            return self.avs_request()
         folder = self.folder.text().strip()
         if not folder:
             raise ValueError("choose the feature folder (the LLP-layout folder the database was imported from)")
@@ -339,13 +556,62 @@ class TrainingPanel(QDockWidget):
             random_text=random_text, device=device, gpus=gpus,
             predict=self._predict_splits(), annotator=self.annotator)
 
+    def avs_request(self) -> AVSTrainRequest:
+        """The segmentation form as a request; a missing folder or weight file is refused here, named."""
+        subset = self.subset.currentData()
+        if subset is None:
+            raise ValueError("the database holds no AVS clips: import a subset with avvp-studio avs import ROOT "
+                             "--subset s4|ms3|avss")
+        folder = self.avs_folder.text().strip()
+        if not folder:
+            raise ValueError(f"choose the data folder (the AVSBench {subset.upper()} folder the clips were imported "
+                             "from)")
+        if not present(Path(folder), "folder"):  # DataFileError (a ValueError) for a file or an unreadable entry
+            raise ValueError(f"data folder {folder}: no such folder")
+        subset_root(folder, subset)  # DataFileError: not an AVSBench folder of this subset, with what was expected
+        weights = {}
+        for edit, what in ((self.backbone_weights, "backbone weights"), (self.vggish_weights, "VGGish weights")):
+            path = edit.text().strip() if edit.isEnabled() else ""
+            if path and not present(Path(path)):
+                raise ValueError(f"{what} file {path}: no such file")
+            weights[what] = str(Path(path).resolve()) if path else None
+        image = self.image_size.value() or None
+        if image is not None and image < MIN_IMAGE_SIZE:
+            raise ValueError(f"image size {image} px: at least {MIN_IMAGE_SIZE} (or the model's own)")
+        model = self.avs_model.currentData()
+        name = check_run_name(self.name.text().strip() or f"{model}-{subset}-{time.strftime('%Y%m%d-%H%M%S')}")
+        device = self._avs_device()
+        return AVSTrainRequest(
+            data=folder, db=self.db, out=str(self.runs_root / name), name=name, model=model,
+            epochs=self.epochs.value() or None, seed=self.seed.value(), device=device,
+            predict=self._predict_splits(), annotator=self.annotator, subset=subset,
+            size=self.avs_size.currentData(), backbone=self.backbone.currentData(),
+            backbone_weights=weights["backbone weights"], vggish_weights=weights["VGGish weights"], image_size=image)
+
+    def _avs_device(self) -> str:
+        device, _ = self._device()
+        if device == "all":
+            raise ValueError("segmentation trains on one device (avs train has no torchrun mode): choose the CPU "
+                             "or one GPU")
+        return device
+
     def start_training(self) -> bool:
+        started = self._launch_checked(self.request)
+        if started and isinstance(self.current, AVSTrainRequest):  # the folder that worked is this database's
+            self._avs_folders[(self.db, self.current.subset)] = self.current.data
+            self.remember_avs_folder(self.db, self.current.subset, self.current.data)
+        return started
+
+    def _launch_checked(self, build) -> bool:
+        """Launch what `build` makes; a ValueError (bad input) is shown in the status line instead."""
         try:
-            request = self.request()
+            request = build()
+            if request is None:
+                return False
+            self.launch(request)
         except ValueError as exc:
-            self.status.setText(f"<span style='color:#e5534b'>{exc}</span>")
+            self.status.setText(f"<span style='color:#e5534b'>{html.escape(str(exc))}</span>")
             return False
-        self.launch(request)
         return True
 
     def _device(self) -> tuple[str, int]:
@@ -353,27 +619,45 @@ class TrainingPanel(QDockWidget):
         device = self.device.currentData() or "cpu"
         return ("all", int(device.split(":")[1])) if device.startswith("all:") else (device, 0)
 
-    def resume_last(self) -> None:
+    def resume_last(self) -> bool:
+        return self._launch_checked(self.resume_request)
+
+    def resume_request(self) -> TrainRequest | None:
+        """The last stopped run of the chosen task, continued in its own folder (None: there is none)."""
         last = self._last_run()
         if last is None:
-            return
-        device, gpus = self._device()
-        self.launch(TrainRequest(data=last.data_dir, db=self.db, out=last.run_dir, name=last.name, resume=True,
-                                 device=device, gpus=gpus, predict=self._predict_splits(), annotator=self.annotator))
+            return None
+        return self._again(last, out=last.run_dir, name=last.name, resume=True)
 
-    def retrain_last(self) -> None:
-        """The last finished run's config, as a new run on the labels as they are now."""
+    def retrain_last(self) -> bool:
+        return self._launch_checked(self.retrain_request)
+
+    def retrain_request(self) -> TrainRequest | None:
+        """The last finished run's config, as a new run on the labels (segmentation: the masks) as they are now."""
         last = self._last_run()
         if last is None or last.status != "finished":
-            return
+            return None
         stem = re.sub(r"-r\d+$", "", last.name)
         taken = {r.name for r in list_runs(self.engine)}
         number = next(n for n in range(2, 10_000) if f"{stem}-r{n}" not in taken)
         name = f"{stem}-r{number}"
+        return self._again(last, out=str(self.runs_root / name), name=name, extra=["--like", last.run_dir])
+
+    def _again(self, last: RunRecord, **fields) -> TrainRequest:
+        """A request for a recorded run's data, with this form's device and splits to predict."""
+        common = dict(data=last.data_dir, db=self.db, predict=self._predict_splits(), annotator=self.annotator,
+                      **fields)
+        if last.task == "avs":
+            return AVSTrainRequest(subset=self._subset_of(last), device=self._avs_device(), **common)
         device, gpus = self._device()
-        self.launch(TrainRequest(data=last.data_dir, db=self.db, out=str(self.runs_root / name), name=name,
-                                 device=device, gpus=gpus, predict=self._predict_splits(), annotator=self.annotator,
-                                 extra=["--like", last.run_dir]))
+        return TrainRequest(device=device, gpus=gpus, **common)
+
+    def _subset_of(self, run: RunRecord) -> str:
+        """The AVSBench subset a recorded segmentation run trained on (its config's task options say it)."""
+        subset = (run.config.get("task_options") or {}).get("subset")
+        if subset not in AVS_SUBSETS:
+            raise ValueError(f"run {run.name}: its config names no AVSBench subset (recorded before subsets were)")
+        return subset
 
     def _predict_splits(self) -> tuple[str, ...]:
         return tuple(s for s, box in self.predict.items() if box.isChecked())
@@ -381,14 +665,45 @@ class TrainingPanel(QDockWidget):
     def launch(self, request: TrainRequest) -> None:
         self.runner.start(request)  # raises when a run is going: nothing of that run is touched
         self.current, self._run_engine = request, self.engine  # the run's database, whatever is opened meanwhile
-        self._loss_count, self._val, self._stored = 0, {}, []
+        self._loss_count, self._val, self._stored, self._val_text = 0, {}, [], ""
         self._step_times.clear()
         self._last_step = None
+        self._show_curves(self._task_of(request))
         self._dirty = True
         self.log_view.clear()
         self.status.setText(f"Starting {request.name}…")
         self.settings_toggle.setChecked(False)  # the curves get the room; the toggle brings the form back
         self._set_running(True)
+
+    @staticmethod
+    def _task_of(request: TrainRequest | None) -> str:
+        return getattr(request, "task", "avvp") if request is not None else "avvp"
+
+    def _show_curves(self, task: str) -> None:
+        """The val plot for a task: parsing's ten F1 numbers, or segmentation's mIoU and F-score."""
+        if task == self._curves_task:
+            return
+        self._curves_task = task
+        avs = task == "avs"
+        for curve in self.val_curves.values():
+            curve.setVisible(not avs)
+            curve.setData([], [])
+        for curve in self.avs_curves.values():
+            curve.setVisible(avs)
+            curve.setData([], [])
+        self.val_legend.clear()
+        if avs:
+            self.val_legend.setColumnCount(len(AVS_CURVES))
+            for key, title in AVS_CURVES:
+                self.val_legend.addItem(self.avs_curves[key], title)
+            self.val_plot.setLabel("left", "val %")
+            self.val_plot.setTitle("val mIoU and F-score %", size="8pt")
+        else:
+            self.val_legend.setColumnCount(len(KEYS))
+            for key in KEYS:
+                self.val_legend.addItem(self.val_curves[(LEVELS[0], key)], SHORT_TITLES[key])
+            self.val_plot.setLabel("left", "val F1 %")
+            self.val_plot.setTitle("val F1 %: segment solid, event dashed", size="8pt")
 
     # ---------------------------------------------------------------- events
     def _on_events(self, events: list[dict]) -> None:
@@ -417,7 +732,13 @@ class TrainingPanel(QDockWidget):
             self._dirty = True
         elif kind == "epoch":
             val = event.get("val")
-            if val:
+            if val and self._task_of(self.current) == "avs":
+                for key, _ in AVS_CURVES:
+                    if val.get(key) is not None:
+                        self._val.setdefault(("avs", key), []).append((int(event["epoch"]), float(val[key])))
+                self._val_text = event.get("val_text") or _avs_scores("val", val)
+                self._dirty = True
+            elif val:
                 for level in LEVELS:
                     for key in KEYS:
                         self._val.setdefault((level, key), []).append((int(event["epoch"]), val[level][key]))
@@ -426,16 +747,20 @@ class TrainingPanel(QDockWidget):
             self._stored.append(event["split"])
         elif kind == "end" and not event.get("stopped"):
             test = event.get("test")
-            score = f", test segment Type@AV {test['segment']['type']:.2f}" if test else ""
+            if self._task_of(self.current) == "avs":
+                score = f", {_avs_scores('test', test, 1)}" if test else ", no test ground truth"
+            else:
+                score = f", test segment Type@AV {test['segment']['type']:.2f}" if test else ""
             self.status.setText(f"{self.current.name}: best epoch {event.get('best_epoch')}{score}; predicting…")
 
     def _progress_text(self, event: dict) -> None:
         (t0, s0), (t1, s1) = self._step_times[0], self._step_times[-1]
         rate = (s1 - s0) / (t1 - t0) if t1 > t0 else 0.0
+        last_val = f"; {self._val_text}" if self._val_text else ""
         self.status.setText(
             f"{self.current.name} on {self._run_device}: epoch {event['epoch']}/{self._epochs}, step "
             f"{event['step']}/{event['steps']}, loss {event.get('loss') or 0:.4f}, ETA {'?' if event.get('eta') is None else format_duration(float(event['eta']))}, "
-            f"{rate * self._batch:.0f} clips/s")
+            f"{rate * self._batch:.0f} clips/s{last_val}")
 
     def _redraw(self) -> None:
         if not self._dirty:
@@ -445,7 +770,9 @@ class TrainingPanel(QDockWidget):
             self._progress_text(self._last_step)
             self._last_step = None
         self.loss_curve.setData(self._loss[0, :self._loss_count], self._loss[1, :self._loss_count])
-        for key, curve in self.val_curves.items():
+        curves = ({("avs", k): c for k, c in self.avs_curves.items()} if self._curves_task == "avs"
+                  else self.val_curves)
+        for key, curve in curves.items():
             points = self._val.get(key, [])
             curve.setData([p[0] for p in points], [p[1] for p in points])
 
@@ -465,8 +792,10 @@ class TrainingPanel(QDockWidget):
                     finish_run(engine, name, verdict, why)
             except LookupError:
                 pass
+        avs = self._task_of(request) == "avs"
         if status == "finished":
-            stored = f"; predictions of {', '.join(self._stored)} stored as prediction:{name}" if self._stored else ""
+            what = "masks" if avs else "predictions"
+            stored = f"; {what} of {', '.join(self._stored)} stored as prediction:{name}" if self._stored else ""
             self.status.setText(f"<b>{name} finished</b>{stored}")
         elif status == "stopped":
             self.status.setText(f"<b>{name} stopped</b>: the best checkpoint so far is kept; Resume continues it")
@@ -476,4 +805,6 @@ class TrainingPanel(QDockWidget):
             self.log_view.setPlainText(tail)
         self._set_running(False)
         shown_here = self._stored and engine is self.engine  # not when another database was opened meanwhile
+        if avs and shown_here:
+            self.masks_stored.emit(request.subset, f"prediction:{name}")
         self.run_finished.emit(status, f"prediction:{name}" if shown_here else "")

@@ -1,5 +1,6 @@
 """Training from the window, in a separate process: `avvp-studio train ... --events` (or torchrun for
-every GPU), its JSON-lines events read as they come, its stderr kept for when it fails.
+every GPU), or `avvp-studio avs train ... --events` for audio-visual segmentation, its JSON-lines
+events read as they come, its stderr kept for when it fails.
 
 The GUI process never imports torch for this and never trains: a crash, a CUDA out-of-memory
 or a kill of the training process leaves the window as it was, and the window shows why with
@@ -34,6 +35,8 @@ LOG_TAIL_LINES = 60
 @dataclass
 class TrainRequest:
     """What the panel asks for; `argv` is the command line it becomes."""
+
+    task = "avvp"  # not a field: the kind of run (AVSTrainRequest: "avs")
 
     data: str
     db: str
@@ -87,6 +90,42 @@ class TrainRequest:
         return dataclasses.replace(self, db=bare.render_as_string(hide_password=False)), str(url.password)
 
 
+@dataclass
+class AVSTrainRequest(TrainRequest):
+    """An audio-visual segmentation run: `avvp-studio avs train --data ROOT --subset S ...`. One device (the
+    command has no torchrun mode); the fields of TrainRequest that only parsing reads (features, CMRC, caption
+    embeddings) are not used."""
+
+    task = "avs"
+
+    subset: str = "s4"  # s4 | ms3 | avss
+    size: str | None = None  # --config tiny|full (None: the recipe's)
+    backbone: str | None = None  # resnet50 | pvt_v2_b5
+    backbone_weights: str | None = None  # local checkpoint files
+    vggish_weights: str | None = None
+    image_size: int | None = None
+    batch_size: int | None = None
+
+    def argv(self, python: str = sys.executable) -> list[str]:
+        if self.device == "all":
+            raise ValueError("segmentation trains on one device (avs train has no torchrun mode): choose the CPU "
+                             "or one GPU")
+        args = ["avs", "train", "--data", self.data, "--subset", self.subset, "--db", self.db, "--out", self.out,
+                "--name", self.name, "--events"]
+        for flag, value in (("--model", self.model), ("--config", self.size), ("--backbone", self.backbone),
+                            ("--backbone-weights", self.backbone_weights), ("--vggish-weights", self.vggish_weights),
+                            ("--image-size", self.image_size), ("--epochs", self.epochs),
+                            ("--batch-size", self.batch_size), ("--seed", self.seed), ("--annotator", self.annotator)):
+            if value is not None:
+                args += [flag, str(value)]
+        if self.predict:
+            args += ["--predict", ",".join(self.predict)]
+        if self.resume:
+            args.append("--resume")
+        args += self.extra
+        return [python, "-m", "app.main", *args, "--device", self.device]
+
+
 class TrainingRunner(QObject):
     """One training process at a time. Signals: `events` (the JSON events read in one go, a list of
     dicts), `log` (each stderr line), `finished` (status: finished | stopped | failed | crashed, exit
@@ -130,6 +169,7 @@ class TrainingRunner(QObject):
         # torchrun gives its workers 30 s to stop once told; they must not be orphaned on the GPUs
         self._grace_s = TORCHRUN_GRACE_S if request.device == "all" else CANCEL_GRACE_S
         request, password = request.without_password()
+        argv = request.argv()  # a request it cannot become (ValueError) leaves no process behind
         process = self.process = QProcess(self)
         env = QProcessEnvironment.systemEnvironment()
         if password is not None:
@@ -145,7 +185,6 @@ class TrainingRunner(QObject):
         process.finished.connect(self._finished)
         process.errorOccurred.connect(self._error)
         process.started.connect(self._lower_priority)
-        argv = request.argv()
         self.tail.append("$ " + " ".join(argv))
         process.start(argv[0], argv[1:])
         self.started.emit()

@@ -34,6 +34,8 @@ BUILTIN_MODULES: dict[str, str] = {
     "valor": "inference.models.han",
     "mug": "inference.models.mug",
     "link": "inference.models.link",
+    "avs_mamba": "inference.models.avs_mamba",
+    "avs_visual_only": "inference.models.avs_mamba",
 }
 
 
@@ -72,7 +74,7 @@ class ModelEntry:
     model_cls: type
     config_cls: type
     recipe: dict[str, Any] = field(default_factory=dict)  # TrainConfig fields from the paper
-    variants: dict[str, dict[str, Any]] = field(default_factory=dict)  # feature set -> recipe changes
+    variants: dict[str, dict[str, Any]] = field(default_factory=dict)  # feature set (AVS: subset) -> recipe changes
     task: str = "avvp"
 
     def recipe_for(self, feature_set: str | None) -> dict[str, Any]:
