@@ -220,3 +220,15 @@ def test_export_in_the_avsbench_layout(demos, tmp_path):
     counts = export_masks(engine, tmp_path / "rev", "s4", "reviewed")
     assert counts == {"clips": 1, "masks": 1, "rejected": 1}
     assert masks_of_source(engine, "reviewed")[clip.id][0].status == "accepted"
+
+
+def test_avss_training_frames_are_centre_cropped_as_the_official_loader(tmp_path):
+    from inference.tasks.avs import AVSDataset
+
+    image = np.zeros((40, 80), np.uint8)
+    image[:, 30:50] = 1  # a band in the middle third: kept by the centre crop, squeezed by a plain resize
+    crop = AVSDataset([], "avss", 20, True, None, crop=True).resize_mask(image)
+    plain = AVSDataset([], "avss", 20, True, None).resize_mask(image)
+    assert crop.shape == plain.shape == (20, 20)
+    assert crop[:, 5:15].all() and not crop[:, :5].any() and not crop[:, 15:].any()  # (80 -> 40 wide, cut 10..30)
+    assert plain[:, 8:12].all() and not plain[:, :7].any()

@@ -67,8 +67,9 @@ class AVSClipModel(QAbstractTableModel):
         if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
             return HEADERS[section]
         if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.ToolTipRole and section == IOU:
-            return "Mean IoU of the reviewed prediction over the clip's frames with ground truth (worst first: "
-            "the Order box)"
+            return ("Mean IoU of the reviewed prediction over the clip's frames with ground truth (worst first: the "
+                    "Order box). A frame where nothing sounds and nothing is predicted counts 1; AVSBench's mIoU "
+                    "scores such frames by their background pixels instead (avvp-studio avs eval)")
         return None
 
     def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole):

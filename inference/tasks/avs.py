@@ -8,9 +8,11 @@ highest val mIoU (AVSBench's own selection; AVS-Mamba's released scripts select 
 project never does). Metrics are the exact AVSBench ones (`inference.avs_metrics`), F-score grouped
 by `group_videos` videos per batch (AVSBench's test batch: one video).
 
-Differences from the official loaders, all at the input side: frames and masks are resized to the
-model's `image_size` (bilinear / nearest) where AVSBench feeds S4/MS3's 224x224 files as they are
-(same thing at 224); AVSS training uses resize instead of the official random-free crop-resize.
+Inputs as the official loaders make them: S4/MS3 frames and masks at the model's `image_size` (AVSBench
+feeds its 224x224 files as they are: the same at 224; other sizes are resized, bilinear / nearest); AVSS
+resized for evaluation and, in training, short side resized then the centre square cut (its
+`crop_resize_img`, no randomness). One difference: OpenCV's bilinear resize where AVSBench uses PIL's, whose
+downscaling filter is wider (antialiased); the masks' nearest-neighbour resize is the same rule.
 """
 from __future__ import annotations
 
@@ -72,18 +74,30 @@ class AVSDataset(Dataset):
     """Clips as model inputs (and targets when `targets`), frames resized to `size` x `size`."""
 
     def __init__(self, clips: Sequence[AVSClip], subset: str, size: int, targets: bool, cache_dir: Path | None,
-                 extra_masks: dict[str, dict[int, np.ndarray]] | None = None):
+                 extra_masks: dict[str, dict[int, np.ndarray]] | None = None, crop: bool = False):
         self.clips, self.subset, self.size, self.targets, self.cache_dir = list(clips), subset, size, targets, cache_dir
         self.extra = extra_masks or {}  # clip name -> frame -> mask added to the truth (accepted reviews of train clips)
         self.frames = FRAMES[subset]
+        self.crop = crop  # AVSS training: short side to `size`, then the centre square (the official crop_resize_img)
 
     def __len__(self) -> int:
         return len(self.clips)
 
+    def _fit(self, image: np.ndarray, interpolation: int) -> np.ndarray:
+        """`size` x `size`: resized (evaluation, S4/MS3), or short side resized and centre-cropped (`crop`)."""
+        s = self.size
+        if image.shape[:2] == (s, s):
+            return image
+        if not self.crop:
+            return cv2.resize(image, (s, s), interpolation=interpolation)
+        h, w = image.shape[:2]
+        ow, oh = (int(w * s / h), s) if w > h else (s, int(h * s / w))
+        image = cv2.resize(image, (ow, oh), interpolation=interpolation)
+        x, y = int(round((ow - s) / 2.0)), int(round((oh - s) / 2.0))
+        return image[y : y + s, x : x + s]
+
     def _image(self, path: Path) -> np.ndarray:
-        image = read_image(path)
-        if image.shape[:2] != (self.size, self.size):
-            image = cv2.resize(image, (self.size, self.size), interpolation=cv2.INTER_LINEAR)
+        image = self._fit(read_image(path), cv2.INTER_LINEAR)
         return ((image.astype(np.float32) / 255.0 - MEAN) / STD).transpose(2, 0, 1)
 
     def _mask(self, path: Path) -> np.ndarray:
@@ -91,9 +105,7 @@ class AVSDataset(Dataset):
         return self.resize_mask(mask)
 
     def resize_mask(self, mask: np.ndarray) -> np.ndarray:
-        if mask.shape != (self.size, self.size):
-            mask = cv2.resize(mask, (self.size, self.size), interpolation=cv2.INTER_NEAREST)
-        return mask
+        return self._fit(mask, cv2.INTER_NEAREST)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         clip = self.clips[index]
@@ -239,8 +251,9 @@ class AVSTask:
         return int(self.model.config.image_size)
 
     def _dataset(self, split: str, targets: bool) -> AVSDataset:
+        train = split == "train"
         return AVSDataset(self.data.split(split), self.subset, self.size, targets, self.cache_dir,
-                          self.extra if split == "train" else None)
+                          self.extra if train else None, crop=train and self.subset == "avss")
 
     def prepare(self, model: torch.nn.Module) -> list[str]:
         """Refuse an empty train split; read every input file once before the first epoch (audio into the
