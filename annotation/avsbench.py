@@ -92,7 +92,12 @@ def subset_root(root: str | Path, subset: str) -> Path:
         if present(folder / META_FILES[subset]):
             return folder
     looked = " or ".join(str(f / META_FILES[subset]) for f in candidates)
-    raise DataFileError(root, f"not an AVSBench {subset.upper()} folder: expected {looked}")
+    others = [s for s in SUBSETS if s != subset and any(
+        (folder / META_FILES[s]).is_file() for folder in (root, root / SUBSET_FOLDERS.get(s, AVSS_FOLDER)))]
+    hint = f" (it holds AVSBench {', '.join(s.upper() for s in others)}: --subset {others[0]}?)" if others else ""
+    if not hint and root.name in ("s4_data", "ms3_data"):
+        hint = f" (this is the data folder inside the subset's: give its parent, {root.parent})"
+    raise DataFileError(root, f"not an AVSBench {subset.upper()} folder: expected {looked}{hint}")
 
 
 def _read_csv(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:

@@ -8,7 +8,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from annotation.avs_demo import build_avs_demo
-from annotation.avs_store import export_masks, import_avsbench, validate_mask_source
+from annotation.avs_store import export_masks, import_avsbench, mask_sources, validate_mask_source
 from annotation.avsbench import SPLITS, SUBSETS, read_avsbench, subset_root
 from annotation.db import open_database
 from annotation.errors import DataFileError
@@ -160,6 +160,10 @@ def run_export(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UsageError(f"--source: {exc}") from None
     engine = open_database(resolve_database(args.db), create=False)
+    sources = mask_sources(engine, args.subset)
+    if args.source not in sources:
+        raise UsageError(f"--source {args.source}: the database has no {args.subset.upper()} masks of it; it has "
+                         f"{', '.join(sources) or 'no ' + args.subset.upper() + ' masks at all'}")
     counts = export_masks(engine, args.out, args.subset, args.source, args.split)
     note = f"; {counts['rejected']} rejected frame(s) not written" if counts["rejected"] else ""
     print(f"exported {counts['masks']} {args.source} masks of {counts['clips']} clips to {Path(args.out).resolve()}"

@@ -76,7 +76,10 @@ def run(args: argparse.Namespace) -> int:
                                         "Your name (stored with every label you edit):", text=getpass.getuser())
         prefs.annotator = name if ok and name.strip() else getpass.getuser()
 
-    if sum(dataset_stats(engine)["clips"].values()) == 0:
+    from ui.avs_view import count_avs_clips
+
+    segmentation = count_avs_clips(engine)[0]
+    if sum(dataset_stats(engine)["clips"].values()) == 0 and not segmentation:
         wanted = args.demo or QMessageBox.question(
             None, "Empty database",
             "This database holds no clips yet. Create the demo project (32 synthetic clips with sound) and import it?",
@@ -88,4 +91,7 @@ def run(args: argparse.Namespace) -> int:
 
     window = MainWindow(engine, prefs, url)
     window.show()
+    if segmentation and sum(dataset_stats(engine)["clips"].values()) == 0:
+        window.statusBar().showMessage(f"{segmentation} audio-visual segmentation clips and no parsing clips in this "
+                                       "database: Model > Segmentation masks…", 0)
     return app.exec()

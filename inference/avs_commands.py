@@ -63,6 +63,16 @@ def evaluate_folder(data: AVSData, split: str, pred_dir: str | Path, group_video
     if not clips:
         raise DataFileError(data.root, f"the {split} split has no clips with ground-truth masks")
     pred_root = Path(pred_dir)
+    if not present(pred_root, "folder"):
+        raise DataFileError(pred_root, "no such folder (the predicted masks, as avs predict --out writes them)")
+    expected = [pred_root / c.relative_dir / c.mask_name(k) for c in clips for k, m in enumerate(c.masks)
+                if m is not None]
+    missing = [p for p in expected if not present(p)]
+    if missing:
+        hint = (f"; the split's files are one level down: --pred {pred_root / split}"
+                if (pred_root / split / missing[0].relative_to(pred_root)).exists() else "")
+        raise DataFileError(missing[0], f"missing predicted mask ({len(missing)} of the {len(expected)} masks of the "
+                                        f"{split} split are missing){hint}")
     preds, truths, counts, unknown = [], [], [], 0
     for clip in clips:
         frames = [k for k, m in enumerate(clip.masks) if m is not None]
@@ -126,9 +136,9 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     avs_models = ", ".join(model_names("avs"))
     if args.model is None:
         raise RunError(f"--model is required (AVS models: {avs_models})")
-    if get_entry(args.model).task != "avs":
-        raise RunError(f"{args.model!r} is a {get_entry(args.model).task} model, not an audio-visual segmentation "
-                       f"model (AVS models: {avs_models})")
+    if args.model not in model_names("avs"):
+        other = f" is an {get_entry(args.model).task.upper()} model" if args.model in model_names() else " is unknown"
+        raise RunError(f"--model {args.model}{other}; the audio-visual segmentation models are {avs_models}")
     return TrainConfig.for_model(args.model, model_config=model_options, task_options=task_options,
                                  variant=args.subset, **given)
 
@@ -180,7 +190,7 @@ def run_train(args: argparse.Namespace, out: IO[str] | None = None, err: IO[str]
         splits = parse_splits(args.predict)
         if splits and not args.db:
             raise RunError("--predict stores predictions in the database: give --db too")
-        extra = accepted_train_masks(args.db, data) if args.db else {}
+        extra = accepted_train_masks(args.db, data) if args.db else None
         if args.db:
             recorder = RunRecorder(args, config)
         stop = threading.Event()

@@ -129,12 +129,30 @@ def test_database_run_records_predictions_and_learns_accepted_train_masks(s4, tm
 def test_refusals_are_one_clear_line(s4, trained, tmp_path, capsys):
     assert run_cli(["avs", "train", "--data", str(s4), "--subset", "s4", "--model", "han", "--out",
                     str(tmp_path / "x"), "--epochs", "1"]) == 2
-    assert "'han' is a avvp model, not an audio-visual segmentation model (AVS models: avs_mamba, avs_visual_only)" in capsys.readouterr().err
+    assert "--model han is an AVVP model; the audio-visual segmentation models are avs_mamba, avs_visual_only" in capsys.readouterr().err
     assert run_cli(["avs", "predict", "--run", str(trained), "--data", str(s4), "--subset", "avss", "--out",
                     str(tmp_path / "p")]) == 2
     assert "trained for S4/MS3 masks, not AVSS" in capsys.readouterr().err
     assert run_cli(["avs", "eval", "--data", str(s4), "--subset", "s4", "--pred", str(tmp_path / "none")]) == 2
-    assert "missing predicted mask" in capsys.readouterr().err
+    assert "none: no such folder" in capsys.readouterr().err
+    pred = tmp_path / "pred" / "test"
+    assert run_cli(["avs", "predict", "--run", str(trained), "--data", str(s4), "--subset", "s4", "--out", str(pred),
+                    "--device", "cpu"]) == 0
+    next(pred.rglob("*_3.png")).unlink()
+    capsys.readouterr()
+    assert run_cli(["avs", "eval", "--data", str(s4), "--subset", "s4", "--pred", str(pred)]) == 2
+    assert "missing predicted mask (1 of the 10 masks of the test split are missing)" in capsys.readouterr().err
+    assert run_cli(["avs", "eval", "--data", str(s4), "--subset", "s4", "--pred", str(pred.parent)]) == 2
+    assert f"one level down: --pred {pred}" in capsys.readouterr().err
+    assert run_cli(["avs", "import", str(s4), "--subset", "ms3", "--db", str(tmp_path / "x.sqlite")]) == 2
+    assert "it holds AVSBench S4: --subset s4?" in capsys.readouterr().err
+    assert not (tmp_path / "x.sqlite").exists()  # refused before a database was made
+    db = str(tmp_path / "db.sqlite")
+    assert run_cli(["avs", "import", str(s4), "--subset", "s4", "--db", db]) == 0
+    capsys.readouterr()
+    assert run_cli(["avs", "export", "--subset", "s4", "--source", "prediction:nosuch", "--out", str(tmp_path / "e"),
+                    "--db", db]) == 2
+    assert "has no S4 masks of it; it has truth" in capsys.readouterr().err
     bad = tmp_path / "weights.pt"
     bad.write_bytes(b"not a checkpoint")
     assert run_cli(["avs", "train", "--data", str(s4), "--subset", "s4", "--model", "avs_mamba", "--epochs", "1",

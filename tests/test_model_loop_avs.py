@@ -107,6 +107,10 @@ def test_the_segmentation_form_becomes_one_avs_train_command(panel, avs_db, avs_
         assert part in text, part
     for llp_only in ("--feature-set", "--cmrc", "--text-audio", "--random-text"):
         assert llp_only not in text
+    assert "--lr" not in text  # pretrained backbone weights given: the recipe's learning rate
+    panel.backbone_weights.setText("")
+    assert "--lr 0.001" in " ".join(panel.request().argv("PY"))  # tiny from random weights
+    panel.backbone_weights.setText(str(backbone))
     # the audio-blind baseline has no VGGish: its file is not passed (the field is off)
     panel.avs_model.setCurrentIndex(panel.avs_model.findData("avs_visual_only"))
     assert not panel.vggish_weights.isEnabled() and "--vggish-weights" not in panel.request().argv("PY")
@@ -150,6 +154,10 @@ def test_bad_segmentation_input_is_refused_with_a_clear_message(panel, tmp_path)
     assert panel.start_training() is False and "one device" in panel.status.text()  # shown, nothing started
     assert not panel.runner.running() and panel.runner.process is None
     panel.device.setCurrentIndex(panel.device.findData("cpu"))
+    panel.avs_size.setCurrentIndex(panel.avs_size.findData("full"))
+    with pytest.raises(ValueError, match="full model on the CPU needs more than 16 GB"):
+        panel.request()
+    panel.avs_size.setCurrentIndex(panel.avs_size.findData("tiny"))
     panel.name.setText("bad name!")
     with pytest.raises(ValueError, match="run name"):
         panel.request()

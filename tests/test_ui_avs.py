@@ -470,3 +470,23 @@ def test_a_prediction_stored_while_the_window_is_open_gets_its_layer(qtbot, tmp_
     assert window.sources == ["prediction:run1"] and window.chosen == "prediction:run1"
     assert window.source_checks["prediction:run1"].isChecked() and not window.no_sources.isVisibleTo(window)
     assert "prediction:run1" in window.masks
+
+
+def test_a_new_run_does_not_take_over_the_review_nor_replace_decisions_unasked(qtbot, window, monkeypatch):
+    engine = window.engine
+    window.open_clip(next(r.id for r in window.records if r.split == "test"))
+    assert window.decide("accepted")
+    record = window.record
+    store_mask_predictions(engine, "run2", "s4", {record.name: np.zeros((5, SIZE, SIZE), np.float32)}, "probability")
+    window.show_source("prediction:run2")
+    assert window.chosen == "prediction:run1" and not window.source_checks["prediction:run2"].isChecked()
+    window.chosen_combo.setCurrentIndex(window.sources.index("prediction:run2"))
+    window.set_frame(0)
+    asked = []
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: asked.append(a) or QMessageBox.StandardButton.No)
+    assert not window.decide("rejected")  # frame 1 was accepted for run1: replacing it needs a yes
+    assert asked and reviewed(engine, record.id, 0).origin == "prediction:run1"
+    monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: QMessageBox.StandardButton.Yes)
+    assert window.decide("rejected")
+    assert (reviewed(engine, record.id, 0).status, reviewed(engine, record.id, 0).origin) == ("rejected",
+                                                                                              "prediction:run2")

@@ -802,8 +802,11 @@ class AVSWindow(QMainWindow):
             self._say("Nothing to decide: " + ("no prediction in this database" if chosen is None else
                                                f"{short(chosen)} has no mask on frame {self.frame + 1}"))
             return False
-        if self.review.decision(record.id, self.frame) == (status, chosen):
+        current = self.review.decision(record.id, self.frame)
+        if current == (status, chosen):
             self._say(f"Frame {self.frame + 1} is already {status} ({short(chosen)}); Ctrl+Z undoes it")
+            return False
+        if current is not None and current[1] != chosen and not self.confirm_replace(current, status, chosen):
             return False
         frame = self.frame
         done = self.review.decide(record.id, frame, status, chosen)
@@ -812,6 +815,14 @@ class AVSWindow(QMainWindow):
             if self.advance_check.isChecked() and self.frame == frame:
                 self.step(1)
         return done
+
+    def confirm_replace(self, current: tuple[str, str], status: str, chosen: str) -> bool:
+        """A decision made on another run's mask is replaced only when the person says so."""
+        answer = QMessageBox.question(
+            self, "Replace a decision on another run?",
+            f"Frame {self.frame + 1} is {current[0]} for {short(current[1])}.\n\nReplace that with {status} for "
+            f"{short(chosen)} (the run now in the Review box)?")
+        return answer == QMessageBox.StandardButton.Yes
 
     def _on_decision_changed(self, clip_id: int, frame: int) -> None:
         record = self._by_id.get(clip_id)
@@ -868,14 +879,19 @@ class AVSWindow(QMainWindow):
         return box
 
     def show_source(self, source: str) -> None:
-        """A prediction stored after the window opened (a training run from the panel): add its layer and
-        review it; the clip on screen is read again."""
+        """A prediction stored after the window opened (a training run from the panel): add its layer (shown,
+        off when other predictions are there, so it does not cover the one under review) and say so; the
+        prediction under review stays the one the person chose (the first one is reviewed)."""
+        reviewing = self.chosen
         if source not in self.source_checks:
-            self._add_source_widgets(source).toggled.connect(self.refresh_frame)
-        else:
-            self.chosen_combo.setCurrentIndex(self.sources.index(source))
+            box = self._add_source_widgets(source)
+            box.toggled.connect(self.refresh_frame)
+            if reviewing is not None:
+                box.setChecked(False)
+                self.chosen_combo.setCurrentIndex(self.sources.index(reviewing))
         if self.record is not None:
             self.open_clip(self.record.id, self.frame)  # its masks again, with the new source's
+        self._say(f"New predicted masks: {short(source)} (layer added; the Review box chooses the run you decide on)")
         self._on_chosen()
 
     def _on_chosen(self) -> None:

@@ -59,6 +59,7 @@ AVS_MODEL_NAMES = ("avs_mamba", "avs_visual_only")  # = inference.models.model_n
 AVS_BACKBONES = ("pvt_v2_b5", "resnet50")  # = inference.models.avs_mamba.BACKBONES, the recipe's first
 AVS_CURVES = (("miou", "mIoU"), ("fscore", "F-score"))
 MIN_IMAGE_SIZE = 16  # the AVS models' smallest frame size
+TINY_LR = 1e-3  # the tiny model from random weights (the recipe's 2e-5 fine-tunes pretrained backbones: it learns nothing)
 
 
 def avs_subsets(engine: Engine) -> dict[str, tuple[int, str]]:
@@ -206,7 +207,8 @@ class TrainingPanel(QDockWidget):
         self.avs_model.setToolTip("avs_mamba: frames and sound · avs_visual_only: the audio-blind baseline")
         self.avs_size = QComboBox()
         self.avs_size.addItem("full (the recipe)", "full")
-        self.avs_size.addItem("tiny (a quick check on the CPU)", "tiny")
+        self.avs_size.addItem("tiny (on the CPU; lr 1e-3 without weights)", "tiny")
+        self.avs_size.setCurrentIndex(1)  # the full model needs a GPU
         self.backbone = QComboBox()
         for name in AVS_BACKBONES:
             self.backbone.addItem(name, name)
@@ -446,8 +448,10 @@ class TrainingPanel(QDockWidget):
         self.resume_button.setToolTip(f"Continue the last stopped {'segmentation' if task == 'avs' else 'parsing'} "
                                       "run of this database")
         self.retrain_button.setToolTip("The last finished run's config again, on the labels as they are now" if
-                                       task == "avvp" else "The last finished segmentation run's config again, with "
-                                       "the masks accepted since (read from the database by the training process)")
+                                       task == "avvp" else "The last finished segmentation run's config again, "
+                                       "learning also from the predicted masks you accepted on train frames without "
+                                       "ground truth (predict the train split to get some; decisions on val/test "
+                                       "clips are never trained on)")
         if not self.runner.running():
             self._set_running(False)
 
@@ -581,11 +585,16 @@ class TrainingPanel(QDockWidget):
         model = self.avs_model.currentData()
         name = check_run_name(self.name.text().strip() or f"{model}-{subset}-{time.strftime('%Y%m%d-%H%M%S')}")
         device = self._avs_device()
+        size = self.avs_size.currentData()
+        if size == "full" and device == "cpu":
+            raise ValueError("the full model on the CPU needs more than 16 GB and about a minute per clip: choose Size "
+                             "tiny, or a GPU (avvp-studio avs train still runs it from a terminal)")
+        random_start = size == "tiny" and not weights["backbone weights"]
         return AVSTrainRequest(
             data=folder, db=self.db, out=str(self.runs_root / name), name=name, model=model,
             epochs=self.epochs.value() or None, seed=self.seed.value(), device=device,
             predict=self._predict_splits(), annotator=self.annotator, subset=subset,
-            size=self.avs_size.currentData(), backbone=self.backbone.currentData(),
+            size=size, backbone=self.backbone.currentData(), lr=TINY_LR if random_start else None,
             backbone_weights=weights["backbone weights"], vggish_weights=weights["VGGish weights"], image_size=image)
 
     def _avs_device(self) -> str:

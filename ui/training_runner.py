@@ -105,6 +105,7 @@ class AVSTrainRequest(TrainRequest):
     vggish_weights: str | None = None
     image_size: int | None = None
     batch_size: int | None = None
+    lr: float | None = None
 
     def argv(self, python: str = sys.executable) -> list[str]:
         if self.device == "all":
@@ -115,7 +116,8 @@ class AVSTrainRequest(TrainRequest):
         for flag, value in (("--model", self.model), ("--config", self.size), ("--backbone", self.backbone),
                             ("--backbone-weights", self.backbone_weights), ("--vggish-weights", self.vggish_weights),
                             ("--image-size", self.image_size), ("--epochs", self.epochs),
-                            ("--batch-size", self.batch_size), ("--seed", self.seed), ("--annotator", self.annotator)):
+                            ("--batch-size", self.batch_size), ("--lr", self.lr), ("--seed", self.seed),
+                            ("--annotator", self.annotator)):
             if value is not None:
                 args += [flag, str(value)]
         if self.predict:

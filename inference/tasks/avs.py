@@ -192,7 +192,7 @@ class AVSTask:
                  extra_masks: dict[str, dict[int, np.ndarray]] | None = None):
         self.data, self.subset = data, data.subset
         self.cache_dir = Path(cache_dir) if cache_dir else None
-        self.extra = extra_masks or {}
+        self.extra = extra_masks  # None: no database to read decisions from
         self.model: torch.nn.Module | None = None
         self.options = AVSOptions()
         self.notes: list[str] = []
@@ -276,9 +276,10 @@ class AVSTask:
                     files += 1
         notes = [*self.notes, f"inputs: audio of {len(self.data.clips)} clips and {files} frames and masks checked; "
                               f"frames resized to {self.size}x{self.size}"]
-        if self.extra:
+        if self.extra is not None:
             frames = sum(len(v) for v in self.extra.values())
-            notes.append(f"{frames} accepted predicted masks of {len(self.extra)} train clips added as ground truth")
+            notes.append(f"{frames} accepted predicted masks of {len(self.extra)} train clips added as ground truth "
+                         "(masks accepted on train frames without it; decisions on val/test clips are never used)")
         return notes
 
     def train_dataset(self, config) -> Dataset:
