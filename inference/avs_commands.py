@@ -152,8 +152,8 @@ def _keep_the_model(stored: TrainConfig, args: argparse.Namespace, model_options
         ("backbone", args.backbone, stored.model_config.get("backbone")),
         ("subset", args.subset, stored.task_options.get("subset"))) if new is not None and old is not None and new != old]
     if changed:
-        raise RunError(f"{source} is another model than {', '.join(changed)}: train a new run without "
-                       f"--like/--resume for that")
+        raise RunError(f"{source} holds another model: {'; '.join(changed)}; train a new run (without --like or "
+                       f"--resume) for that")
     recipe = get_entry(stored.model).recipe_for(args.subset).get("model_config", {})
     if args.backbone_weights and not stored.task_options.get("backbone_weights"):
         model_options.setdefault("visual_frozen_epochs", recipe.get("visual_frozen_epochs", 0))

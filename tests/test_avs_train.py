@@ -153,6 +153,9 @@ def test_refusals_are_one_clear_line(s4, trained, tmp_path, capsys):
     assert run_cli(["avs", "export", "--subset", "s4", "--source", "prediction:nosuch", "--out", str(tmp_path / "e"),
                     "--db", db]) == 2
     assert "has no S4 masks of it; it has truth" in capsys.readouterr().err
+    assert run_cli(["avs", "train", "--data", str(s4), "--subset", "s4", "--like", str(trained), "--config", "full",
+                    "--out", str(tmp_path / "z")]) == 2
+    assert "holds another model: --config full (it has tiny)" in capsys.readouterr().err
     bad = tmp_path / "weights.pt"
     bad.write_bytes(b"not a checkpoint")
     assert run_cli(["avs", "train", "--data", str(s4), "--subset", "s4", "--model", "avs_mamba", "--epochs", "1",
