@@ -18,7 +18,6 @@ from app.settings import resolve_database
 from inference.cli_args import device_name, json_object
 
 
-
 def positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -28,10 +27,12 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
     return value
 
+
 EXAMPLE = """\
 example (the synthetic demo; numbers on it are synthetic and never comparable with AVSBench):
   avvp-studio avs demo --out avsdemo --subset s4 --clips 60 --size 96
-  avvp-studio avs train --data avsdemo --subset s4 --model avs_mamba --config tiny --epochs 8 --device cpu --out runs/s4
+  avvp-studio avs train --data avsdemo --subset s4 --model avs_mamba --config tiny --lr 1e-3 --epochs 8 --device cpu \\
+      --out runs/s4   # lr 1e-3: the tiny model starts from random weights (the recipe fine-tunes at 2e-5)
   avvp-studio avs predict --run runs/s4 --data avsdemo --subset s4 --split test --out runs/s4/test
   avvp-studio avs eval --data avsdemo --subset s4 --split test --pred runs/s4/test --json
 """
@@ -150,7 +151,7 @@ def run_demo(args: argparse.Namespace) -> int:
         raise DataFileError(args.out, str(exc)) from None
     print(f"wrote a synthetic AVSBench {args.subset.upper()} project ({args.clips} clips) to {folder}")
     print(f"next: avvp-studio avs import {args.out} --subset {args.subset}   or   avvp-studio avs train --data "
-          f"{args.out} --subset {args.subset} --model avs_mamba --config tiny --out RUN_DIR")
+          f"{args.out} --subset {args.subset} --model avs_mamba --config tiny --lr 1e-3 --out RUN_DIR")
     return 0
 
 
