@@ -10,19 +10,17 @@ transaction: a bad file aborts it with the file named and nothing stored.
 from __future__ import annotations
 
 import json
-import struct
 import wave
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-import cv2
 import numpy as np
 from sqlalchemy import Engine, and_, delete, insert, select, update
 
 from annotation.avsbench import (
-    AUDIO_SECONDS, AVSClip as LayoutClip, AVSData, class_mask_to_rgb, decode_png, encode_png, read_avsbench,
-    read_binary_mask, read_class_mask,
+    AUDIO_SECONDS, AVSClip as LayoutClip, AVSData, check_mask_size, class_mask_to_rgb, decode_png, encode_png,
+    image_size, read_avsbench, read_truth,
 )
 from annotation.db import snapshot, write_transaction
 from annotation.errors import DataFileError
@@ -109,23 +107,6 @@ def _bad_source(source: str) -> str:
 
 # ---------------------------------------------------------------- import
 
-def _image_size(path: Path) -> tuple[int, int]:
-    """(height, width) from a PNG header, else by decoding; an unreadable image is an error naming it."""
-    with open(path, "rb") as handle:
-        head = handle.read(24)
-    if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
-        width, height = struct.unpack(">II", head[16:24])
-        return height, width
-    return _decoded_size(path)
-
-
-def _decoded_size(path: Path) -> tuple[int, int]:
-    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if image is None:
-        raise DataFileError(path, "not a readable image (PNG or JPEG expected)")
-    return image.shape[:2]
-
-
 def _check_audio(clip: LayoutClip) -> None:
     if clip.audio_pkl is not None:
         from annotation.avs_audio import read_log_mel_pkl  # torch only when there are .pkl files
@@ -149,15 +130,9 @@ def _read_truth(clip: LayoutClip, report: AVSImportReport) -> dict[int, bytes]:
     for k, (frame, mask_path) in enumerate(zip(clip.frames, clip.masks)):
         if mask_path is None:
             continue
-        if clip.subset == "avss":
-            mask, unknown = read_class_mask(mask_path)
-            report.unknown_colour_pixels += unknown
-        else:
-            mask = read_binary_mask(mask_path)
-        size = _image_size(frame)
-        if mask.shape != size:
-            raise DataFileError(mask_path, f"mask is {mask.shape[1]}x{mask.shape[0]} but its frame {frame.name} is "
-                                           f"{size[1]}x{size[0]}", clip=clip.name)
+        mask, unknown = read_truth(mask_path, clip.subset)
+        report.unknown_colour_pixels += unknown
+        check_mask_size(mask_path, mask, frame, image_size(frame), clip.name)
         out[k] = encode_png(mask)
     return out
 
@@ -378,9 +353,7 @@ def export_masks(engine: Engine, out_dir: str | Path, subset: str, source: str, 
             continue
         counts["clips"] += 1
         clip = record.layout()
-        folder = out / record.split
-        for part in clip.relative_dir.parts:
-            folder = child_path(folder, part)
+        folder = clip.folder_in(out / record.split)
         folder.mkdir(parents=True, exist_ok=True)
         for frame, row in sorted(frames.items()):
             if row.png is None:

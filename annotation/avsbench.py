@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import json
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,7 +27,7 @@ import cv2
 import numpy as np
 
 from annotation.errors import DataFileError
-from annotation.files import present
+from annotation.files import child_path, present
 
 SUBSETS = ("s4", "ms3", "avss")
 SPLITS = ("train", "val", "test")
@@ -63,6 +64,13 @@ class AVSClip:
     def mask_name(self, k: int) -> str:
         """File name of frame k's mask (k from 0) in the subset's layout."""
         return f"{k}.png" if self.subset == "avss" else f"{self.name}_{k + 1}.png"
+
+    def folder_in(self, root: Path) -> Path:
+        """ROOT/<relative_dir>, each part checked to be a plain name (names come from metadata files)."""
+        folder = root
+        for part in self.relative_dir.parts:
+            folder = child_path(folder, part)
+        return folder
 
 
 @dataclass
@@ -249,6 +257,23 @@ def _read_raw(path: Path) -> np.ndarray:
     return data
 
 
+def image_size(path: Path) -> tuple[int, int]:
+    """(height, width) from a PNG header, else by decoding; an unreadable image is an error naming it."""
+    with open(path, "rb") as handle:
+        head = handle.read(24)
+    if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
+        width, height = struct.unpack(">II", head[16:24])
+        return height, width
+    return _decoded_size(path)
+
+
+def _decoded_size(path: Path) -> tuple[int, int]:
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise DataFileError(path, "not a readable image (PNG or JPEG expected)")
+    return image.shape[:2]
+
+
 def read_binary_mask(path: Path) -> np.ndarray:
     """(H, W) uint8 in {0, 1}: foreground where the brightest channel is >= 128. AVSBench's masks are 0/255, which
     the official loaders' PIL conversions (S4 mode '1', MS3 mode 'P') read the same way; for other grey levels
@@ -257,6 +282,17 @@ def read_binary_mask(path: Path) -> np.ndarray:
     if data.ndim == 3:
         data = data[..., :3].max(axis=2)
     return (data >= 128).astype(np.uint8)
+
+
+def read_truth(path: Path, subset: str) -> tuple[np.ndarray, int]:
+    """A ground-truth mask of `subset` (AVSS class indices, else 0/1) and its pixels outside the palette (AVSS)."""
+    return read_class_mask(path) if subset == "avss" else (read_binary_mask(path), 0)
+
+
+def check_mask_size(mask_path: Path, mask: np.ndarray, frame: Path, frame_size: tuple[int, ...], clip: str) -> None:
+    if mask.shape != tuple(frame_size):
+        raise DataFileError(mask_path, f"mask is {mask.shape[1]}x{mask.shape[0]} but its frame {frame.name} is "
+                                       f"{frame_size[1]}x{frame_size[0]}", clip=clip)
 
 
 def palette(classes: int = AVSS_CLASSES) -> np.ndarray:

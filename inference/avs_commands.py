@@ -11,9 +11,13 @@ from typing import IO
 import cv2
 import numpy as np
 import platformdirs
+import torch
 
 from annotation.avs_store import REVIEWED, avs_clips, masks_of_source, store_mask_predictions, to_uint8
-from annotation.avsbench import AVSS_CLASSES, AVSClip, AVSData, class_mask_to_rgb, encode_png, read_avsbench, read_binary_mask, read_class_mask
+from annotation.avsbench import (
+    AVSS_CLASSES, AVSClip, AVSData, class_mask_to_rgb, encode_png, image_size, read_avsbench, read_class_mask,
+    read_truth,
+)
 from annotation.db import open_database
 from annotation.errors import DataFileError
 from annotation.files import child_path, present
@@ -80,14 +84,12 @@ def evaluate_folder(data: AVSData, split: str, pred_dir: str | Path, group_video
             path = pred_root / clip.relative_dir / clip.mask_name(k)
             pred, outside = read_prediction(path, data.subset)
             unknown += outside
+            truth = read_truth(clip.masks[k], data.subset)[0]
             if data.subset == "avss":
-                truth = _at(read_class_mask(clip.masks[k])[0], AVSS_EVAL_SIZE)
-                pred = _at(pred, AVSS_EVAL_SIZE)
-            else:
-                truth = read_binary_mask(clip.masks[k])
-                if pred.shape != truth.shape:
-                    raise DataFileError(path, f"is {pred.shape[1]}x{pred.shape[0]}; its ground truth is "
-                                              f"{truth.shape[1]}x{truth.shape[0]}")
+                truth, pred = _at(truth, AVSS_EVAL_SIZE), _at(pred, AVSS_EVAL_SIZE)
+            elif pred.shape != truth.shape:
+                raise DataFileError(path, f"is {pred.shape[1]}x{pred.shape[0]}; its ground truth is "
+                                          f"{truth.shape[1]}x{truth.shape[0]}")
             truths.append(truth)
             preds.append(pred)
         counts.append(len(frames))
@@ -199,13 +201,8 @@ def run_train(args: argparse.Namespace, out: IO[str] | None = None, err: IO[str]
         with _stop_on_interrupt(stop, err):
             result = train(config, task, args.out, callbacks=callbacks, stop_event=stop, resume=args.resume)
             if recorder is not None and not result.stopped:
-                for split in splits:
-                    if stop.is_set():
-                        break
-                    count = _predict_store(args, recorder.name, task, split)
-                    err.write(f"predict: {count} {split} clips stored as prediction:{recorder.name}\n")
-                    if events is not None:
-                        events.emit("predicted", split=split, clips=count, source=f"prediction:{recorder.name}")
+                if splits:
+                    _predict_store(args, recorder.name, data, splits, stop, events, err)
                 recorder.finish(result, None)
     except REFUSALS + (RunNameError,) as exc:
         return _refused(exc, err, events, recorder)
@@ -243,30 +240,44 @@ def describe_scores(scores: dict | None) -> str:
     return "\n".join([line, *(f"  note: {e}" for e in extra)])
 
 
-def _predict_store(args: argparse.Namespace, name: str, task, split: str) -> int:
+def _predict_store(args: argparse.Namespace, name: str, data: AVSData, splits: list[str], stop: threading.Event,
+                   events: JsonEvents | None, err: IO[str]) -> None:
+    """The selected checkpoint's masks of `splits`, stored as prediction:<name> (a stop ends it between splits)."""
     from inference.predict import load_run
     from inference.train import resolve_device
 
     model, _ = load_run(args.out)
     device = resolve_device(args.device or "auto")
-    model.to(device)
-    task.model = model
-    probs = task.predict_split(model, split, device, 8)
-    clips = task.data.split(split)
-    masks = {c.name: _at_frame_size(c, p, task.subset) for c, p in zip(clips, probs)}
-    store_mask_predictions(open_database(args.db), name, task.subset, masks,
-                           "classes" if task.subset == "avss" else "probability")
-    return len(masks)
+    engine = open_database(args.db)
+    for split in splits:
+        if stop.is_set():
+            break
+        masks = predict_masks(model, data.split(split), data.subset, device)
+        store_mask_predictions(engine, name, data.subset, masks, mask_kind(data.subset))
+        err.write(f"predict: {len(masks)} {split} clips stored as prediction:{name}\n")
+        if events is not None:
+            events.emit("predicted", split=split, clips=len(masks), source=f"prediction:{name}")
 
 
 # ---------------------------------------------------------------- predict
 
+def mask_kind(subset: str) -> str:
+    """How a subset's predicted masks are stored: class indices (AVSS) or probabilities."""
+    return "classes" if subset == "avss" else "probability"
+
+
+def predict_masks(model: torch.nn.Module, clips: list[AVSClip], subset: str, device) -> dict[str, np.ndarray]:
+    """name -> the real frames' predictions at the clip's frame size (probabilities, or AVSS classes)."""
+    from inference.tasks.avs import AVSDataset, infer
+
+    model.to(device)
+    dataset = AVSDataset(clips, subset, int(model.config.image_size), False, cache_dir())
+    return {c.name: _at_frame_size(c, p, subset) for c, p in zip(clips, infer(model, dataset, device, 8))}
+
 def _at_frame_size(clip: AVSClip, pred: np.ndarray, subset: str) -> np.ndarray:
     """The real frames' predictions (T', H, W) resized to the clip's frame size (bilinear probabilities,
     nearest classes)."""
-    from annotation.avsbench import read_image
-
-    height, width = read_image(clip.frames[0]).shape[:2]
+    height, width = image_size(clip.frames[0])
     frames = pred[: len(clip.frames)]
     if frames.shape[1:] == (height, width):
         return frames
@@ -275,9 +286,7 @@ def _at_frame_size(clip: AVSClip, pred: np.ndarray, subset: str) -> np.ndarray:
 
 
 def write_prediction_files(out_dir: Path, clip: AVSClip, masks: np.ndarray, subset: str) -> int:
-    folder = out_dir
-    for part in clip.relative_dir.parts:
-        folder = child_path(folder, part)
+    folder = clip.folder_in(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
     for k, mask in enumerate(masks):
         image = class_mask_to_rgb(mask) if subset == "avss" else to_uint8(mask)
@@ -287,7 +296,6 @@ def write_prediction_files(out_dir: Path, clip: AVSClip, masks: np.ndarray, subs
 
 def run_predict(args: argparse.Namespace, out: IO[str] | None = None, err: IO[str] | None = None) -> int:
     from inference.predict import load_run
-    from inference.tasks.avs import AVSDataset, infer
     from inference.train import resolve_device
 
     out, err = out or sys.stdout, err or sys.stderr
@@ -305,18 +313,13 @@ def run_predict(args: argparse.Namespace, out: IO[str] | None = None, err: IO[st
         clips = data.split(args.split)
         if not clips:
             raise RunError(f"no {args.split} clips in {data.root}")
-        device = resolve_device(args.device)
-        model.to(device)
-        dataset = AVSDataset(clips, args.subset, int(model.config.image_size), False, cache_dir())
-        probs = infer(model, dataset, device, 8)
+        masks = predict_masks(model, clips, args.subset, resolve_device(args.device))
         out_dir = Path(args.out)
-        masks = {c.name: _at_frame_size(c, p, args.subset) for c, p in zip(clips, probs)}
         files = sum(write_prediction_files(out_dir, c, masks[c.name], args.subset) for c in clips)
         stored = None
         if args.db:
             stored = check_run_name(args.name or Path(args.run).resolve().name)
-            store_mask_predictions(open_database(args.db), stored, args.subset, masks,
-                                   "classes" if args.subset == "avss" else "probability")
+            store_mask_predictions(open_database(args.db), stored, args.subset, masks, mask_kind(args.subset))
     except REFUSALS + (RunNameError,) as exc:
         err.write(f"error: {exc}\n")
         return 2

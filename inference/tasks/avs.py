@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from annotation.avsbench import AUDIO_SECONDS, AVSS_CLASSES, AVSClip, AVSData, read_binary_mask, read_class_mask, read_image
+from annotation.avsbench import AUDIO_SECONDS, AVSS_CLASSES, AVSClip, AVSData, check_mask_size, read_image, read_truth
 from annotation.errors import DataFileError
 from inference.checkpoint import RunError
 from inference.models import get_entry
@@ -101,8 +101,7 @@ class AVSDataset(Dataset):
         return ((image.astype(np.float32) / 255.0 - MEAN) / STD).transpose(2, 0, 1)
 
     def _mask(self, path: Path) -> np.ndarray:
-        mask = read_class_mask(path)[0] if self.subset == "avss" else read_binary_mask(path)
-        return self.resize_mask(mask)
+        return self.resize_mask(read_truth(path, self.subset)[0])
 
     def resize_mask(self, mask: np.ndarray) -> np.ndarray:
         return self._fit(mask, cv2.INTER_NEAREST)
@@ -269,10 +268,7 @@ class AVSTask:
                 size = read_image(frame).shape[:2]
                 files += 1
                 if mask is not None:
-                    truth = read_class_mask(mask)[0] if self.subset == "avss" else read_binary_mask(mask)
-                    if truth.shape != size:
-                        raise DataFileError(mask, f"mask is {truth.shape[1]}x{truth.shape[0]} but its frame "
-                                                  f"{frame.name} is {size[1]}x{size[0]}", clip=clip.name)
+                    check_mask_size(mask, read_truth(mask, self.subset)[0], frame, size, clip.name)
                     files += 1
         notes = [*self.notes, f"inputs: audio of {len(self.data.clips)} clips and {files} frames and masks checked; "
                               f"frames resized to {self.size}x{self.size}"]
