@@ -95,6 +95,17 @@ def _avs_scores(split: str, scores: dict, digits: int = 2) -> str:
     return f"{split} {', '.join(parts)}" if parts else f"no {split} numbers"
 
 
+def _browse_row(edit: QLineEdit, on_click) -> tuple[QHBoxLayout, QPushButton]:
+    """A path field with its "…" button."""
+    button = QPushButton("…")
+    button.setFixedWidth(28)
+    button.clicked.connect(on_click)
+    row = QHBoxLayout()
+    row.addWidget(edit, 1)
+    row.addWidget(button)
+    return row, button
+
+
 class TrainingPanel(QDockWidget):
     run_finished = Signal(str, str)  # status, source 'prediction:<name>' ('' when nothing was stored)
     masks_stored = Signal(str, str)  # AVS: subset, source 'prediction:<name>' (before run_finished)
@@ -153,12 +164,7 @@ class TrainingPanel(QDockWidget):
             self.feature_set.addItem(name, name)
         self.folder = QLineEdit()
         self.folder.setPlaceholderText("the LLP-layout folder with the features")
-        browse = QPushButton("…")
-        browse.setFixedWidth(28)
-        browse.clicked.connect(self._browse_folder)
-        folder_row = QHBoxLayout()
-        folder_row.addWidget(self.folder, 1)
-        folder_row.addWidget(browse)
+        folder_row, _ = _browse_row(self.folder, self._browse_folder)
         self.text_audio, self.text_visual = QLineEdit(), QLineEdit()
         self.text_audio.setPlaceholderText("(25, d) CLAP caption embeddings .npy")
         self.text_visual.setPlaceholderText("(25, d) CLIP caption embeddings .npy")
@@ -195,12 +201,7 @@ class TrainingPanel(QDockWidget):
         self.subset.setToolTip("The AVSBench subset to train on (the clips imported with avvp-studio avs import)")
         self.avs_folder = QLineEdit()
         self.avs_folder.setPlaceholderText("the AVSBench subset folder the clips were imported from")
-        avs_browse = QPushButton("…")
-        avs_browse.setFixedWidth(28)
-        avs_browse.clicked.connect(self._browse_avs_folder)
-        avs_folder_row = QHBoxLayout()
-        avs_folder_row.addWidget(self.avs_folder, 1)
-        avs_folder_row.addWidget(avs_browse)
+        avs_folder_row, _ = _browse_row(self.avs_folder, self._browse_avs_folder)
         self.avs_model = QComboBox()
         for name in AVS_MODEL_NAMES:
             self.avs_model.addItem(name, name)
@@ -215,16 +216,10 @@ class TrainingPanel(QDockWidget):
         self.backbone_weights, self.vggish_weights = QLineEdit(), QLineEdit()
         self.backbone_weights.setPlaceholderText("optional: local ResNet-50 / PVT-v2-b5 checkpoint")
         self.vggish_weights.setPlaceholderText("optional: local VGGish checkpoint (vggish-10086976.pth)")
-        weight_rows = []
-        for edit, title in ((self.backbone_weights, "Backbone weights"), (self.vggish_weights, "VGGish weights")):
-            pick = QPushButton("…")
-            pick.setFixedWidth(28)
-            pick.clicked.connect(lambda _=False, e=edit, t=title: self._browse_file(e, t))
-            row = QHBoxLayout()
-            row.addWidget(edit, 1)
-            row.addWidget(pick)
-            weight_rows.append(row)
-        self.vggish_pick = weight_rows[1].itemAt(1).widget()
+        weight_rows = [_browse_row(edit, lambda _=False, e=edit, t=title: self._browse_file(e, t))
+                       for edit, title in ((self.backbone_weights, "Backbone weights"),
+                                           (self.vggish_weights, "VGGish weights"))]
+        self.vggish_pick = weight_rows[1][1]
         self.image_size = QSpinBox()
         self.image_size.setRange(0, 4096)
         self.image_size.setSingleStep(32)
@@ -247,8 +242,8 @@ class TrainingPanel(QDockWidget):
         add("Model", self.avs_model, "avs")
         add("Size", self.avs_size, "avs")
         add("Backbone", self.backbone, "avs")
-        add("Backbone weights", weight_rows[0], "avs")
-        add("VGGish weights", weight_rows[1], "avs")
+        add("Backbone weights", weight_rows[0][0], "avs")
+        add("VGGish weights", weight_rows[1][0], "avs")
         add("Image size", self.image_size, "avs")
         add("Features", self.feature_set, "avvp")
         add("Feature folder", folder_row, "avvp")
