@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	# torch first, pinned: the local CPU wheel; nothing later may pull another build
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e '.[dev,postgres]'
+	$(BIN)/python -m pip install -q -e '.[dev,postgres,clip,clap]'
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -90,11 +90,13 @@ def write_pseudo_npy(path: Path, grid: np.ndarray) -> None:
     write_new(path, npy_bytes(to_pseudo_layout(grid)))
 
 
-def select_grids(conn: Connection, source: str, split: str) -> tuple[list, dict[str, dict[int, np.ndarray]]]:
-    """Clips of `split` and, per track, {clip_id: grid} of `source` ('best' = manual, else pseudo).
+def select_grids(conn: Connection, source: str, split: str,
+                 pseudo_source: str = "pseudo") -> tuple[list, dict[str, dict[int, np.ndarray]]]:
+    """Clips of `split` and, per track, {clip_id: grid} of `source` ('best' = manual, else
+    `pseudo_source`: the imported 'pseudo' or a pseudo-label set 'pseudo:<name>').
     `conn` should be a `snapshot`: the clips and the tracks are separate queries."""
     c, t = Clip.__table__, LabelTrack.__table__
-    wanted = ("manual", "pseudo") if source == "best" else (source,)
+    wanted = ("manual", pseudo_source) if source == "best" else (source,)
     query = select(c).order_by(c.c.id)
     if split != "all":
         query = query.where(c.c.split == split)

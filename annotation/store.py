@@ -23,6 +23,7 @@ from annotation.taxonomy import parse_label_list
 
 TRACKS = ("audio", "visual")
 FIXED_SOURCES = ("weak", "pseudo", "manual", "truth")
+NAMED_SOURCES = ("prediction", "pseudo")  # 'prediction:<run>', 'pseudo:<set>'
 REVIEW_STATUSES = ("pending", "annotated", "out_of_taxonomy", "skipped")
 SPLITS = ("train", "val", "test")
 _RUN_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -35,14 +36,16 @@ def validate_track(track: str) -> str:
 
 
 def validate_source(source: str) -> str:
-    """'weak', 'pseudo', 'manual', 'truth' or 'prediction:<run name>'."""
+    """'weak', 'pseudo', 'manual', 'truth', 'prediction:<run name>' or 'pseudo:<set name>' (a named
+    pseudo-label set, `avvp-studio pseudo-label`; 'pseudo' alone is the imported one)."""
     if source in FIXED_SOURCES:
         return source
-    if source.startswith("prediction:") and _RUN_RE.match(source.split(":", 1)[1]):
+    kind, _, name = source.partition(":")
+    if kind in NAMED_SOURCES and _RUN_RE.match(name):
         return source
     raise ValueError(
-        f"unknown label source {source!r}; expected one of {FIXED_SOURCES} or 'prediction:<run>' "
-        "(run names: letters, digits, '.', '_', '-')"
+        f"unknown label source {source!r}; expected one of {FIXED_SOURCES}, 'prediction:<run>' or 'pseudo:<set>' "
+        "(names: letters, digits, '.', '_', '-')"
     )
 
 

@@ -17,8 +17,23 @@ from annotation.errors import DataFileError
 from annotation.files import FolderBusyError
 from app.errors import UsageError
 
-COMMAND_MODULES = ("gui", "cmd_import", "cmd_export", "cmd_eval", "cmd_stats", "cmd_agreement", "cmd_runs", "cmd_demo",
-                   "cmd_prior", "cmd_train", "cmd_predict", "cmd_avs")
+COMMAND_MODULES = (
+    "gui",
+    "cmd_import",
+    "cmd_export",
+    "cmd_eval",
+    "cmd_stats",
+    "cmd_agreement",
+    "cmd_runs",
+    "cmd_demo",
+    "cmd_prior",
+    "cmd_train",
+    "cmd_predict",
+    "cmd_avs",
+    "cmd_pseudo",
+    "cmd_ear",
+    "cmd_features",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -13,20 +13,9 @@ from annotation.avsbench import SPLITS, SUBSETS, read_avsbench, subset_root
 from annotation.db import open_database
 from annotation.errors import DataFileError
 from app.errors import UsageError
-from app.progress import StderrProgress
+from app.progress import StderrProgress, int_at_least
 from app.settings import resolve_database
 from inference.cli_args import device_name, json_object
-
-
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
-    return value
-
 
 EXAMPLE = """\
 example (the synthetic demo; numbers on it are synthetic and never comparable with AVSBench):
@@ -64,7 +53,7 @@ def register(subparsers) -> None:
     p.add_argument("--split", default="test", choices=SPLITS)
     p.add_argument("--pred", required=True, metavar="PRED", help="predicted masks in the split's gt_masks layout "
                    "(S4/MS3: 8-bit probability PNGs, value = round(255 p); AVSS: palette colour PNGs)")
-    p.add_argument("--group-videos", type=positive_int, default=1, metavar="N",
+    p.add_argument("--group-videos", type=int_at_least(1), default=1, metavar="N",
                    help="videos per F-score batch (AVSBench's test loop: 1); printed with every number")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=run_eval)
@@ -81,7 +70,7 @@ def register(subparsers) -> None:
     p.add_argument("--vggish-weights", metavar="FILE", help="local torchvggish checkpoint (vggish-10086976.pth)")
     p.add_argument("--image-size", type=int, metavar="PX", help="frames are resized to PX x PX (default: the model's)")
     p.add_argument("--model-config", type=json_object, metavar="JSON", help="more model options as JSON")
-    p.add_argument("--group-videos", type=positive_int, metavar="N",
+    p.add_argument("--group-videos", type=int_at_least(1), metavar="N",
                    help="videos per F-score batch in val/test (default 1)")
     p.add_argument("--out", required=True, metavar="RUN_DIR")
     for flag, kind in (("--epochs", int), ("--batch-size", int), ("--eval-batch-size", int), ("--lr", float),

@@ -6,17 +6,8 @@ import sys
 from pathlib import Path
 
 from annotation.demo import DemoError, build_demo
+from app.progress import int_at_least
 from app.settings import default_demo_dir
-
-
-def _clip_count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--clips wants a whole number, got {text!r}") from None
-    if value < 3:
-        raise argparse.ArgumentTypeError(f"need at least 3 clips (one per split), got {value}")
-    return value
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -27,7 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "AVVP Studio without LLP. An existing complete demo with the same parameters is reused.",
     )
     parser.add_argument("--out", type=Path, default=None, help=f"output folder (default: {default_demo_dir()})")
-    parser.add_argument("--clips", type=_clip_count, default=32, help="number of clips (default: 32 = 20 train, 6 val, 6 test)")
+    parser.add_argument("--clips", type=int_at_least(3, " (one clip per split)"), default=32, help="number of clips (default: 32 = 20 train, 6 val, 6 test)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument("--force", action="store_true", help="rebuild even if the folder already holds this demo")
     parser.add_argument("--no-videos", action="store_true",

@@ -11,7 +11,7 @@ import json
 from inference.devices import DEVICE_NAMES, check_device_name
 
 FEATURE_SET_NAMES = ("clip_clap", "clip_clap_r21d", "vggish")  # = sorted(inference.data.FEATURE_SETS), tested
-MODEL_NAMES = ("han", "link", "mug", "valor")  # = inference.models.model_names("avvp"), tested
+MODEL_NAMES = ("ear", "han", "link", "mug", "valor")  # = inference.models.model_names("avvp"), tested
 SPLITS = ("train", "val", "test", "all")  # = inference.predict.SPLITS
 
 EXAMPLE = """\
@@ -65,6 +65,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                         help="model family (required unless --resume): han (HAN, video-level labels only), valor "
                              "(HAN on segment pseudo-labels, VALOR's recipe), mug, link")
     parser.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder (config, log, checkpoints, metrics)")
+    parser.add_argument("--pseudo", metavar="NAME", help="train on the pseudo-label set NAME (avvp-studio "
+                        "pseudo-label): DIR/pseudo/NAME, or with --db the label source pseudo:NAME (manual labels "
+                        "still win); default: the folder's own segment_pseudo_labels, or the store's imported 'pseudo'")
     parser.add_argument("--feature-set", choices=FEATURE_SET_NAMES,
                         help="default: the model's (han, valor, mug: vggish; link: clip_clap_r21d)")
     parser.add_argument("--model-config", type=json_object, metavar="JSON",

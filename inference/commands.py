@@ -28,6 +28,7 @@ from inference.data import LabelSet, check_same_clips, labels_from_folder, label
 from inference.metrics import binarize, format_table, per_class_f1
 from inference.models import UnknownModelError, get_entry, model_names
 from inference.predict import predict, predict_to_dir
+from inference.pseudo_sets import SETS_DIR, PseudoSetError, check_set_name, list_sets, set_root, stored_sets
 from inference.tasks.avvp import AVVPTask, truth_for
 from inference.train import RunDirError, train
 from inference.train_config import TrainConfig
@@ -35,14 +36,39 @@ from inference.train_config import TrainConfig
 REFUSALS = (RunError, UnknownModelError, DataFileError, DatabaseError, FolderBusyError)
 
 
-def load_labels(data_dir: str | Path, db: str | None, pseudo: bool) -> LabelSet:
+def load_labels(data_dir: str | Path, db: str | None, pseudo: bool, pseudo_set: str | None = None) -> LabelSet:
     """Labels from the folder or the store (with the train clips' pseudo-labels when the model trains on them);
-    the store's clips must be the folder's, by full name (features are read by video id)."""
+    the store's clips must be the folder's, by full name (features are read by video id). `pseudo_set`:
+    the pseudo-labels of that named set (DIR/pseudo/NAME, or the store's source pseudo:NAME)."""
+    if pseudo_set is not None:
+        if not pseudo:
+            raise RunError(f"--pseudo {pseudo_set}: this model trains on video-level labels only, not on segment "
+                           "pseudo-labels")
+        _check_pseudo_set(data_dir, db, pseudo_set)
     if db:
-        labels = labels_from_store(open_database(db, readonly=True), pseudo=pseudo)  # a typo in --db is an error
+        engine = open_database(db, readonly=True)  # a typo in --db is an error
+        source = "pseudo" if pseudo_set is None else f"pseudo:{pseudo_set}"
+        labels = labels_from_store(engine, pseudo=pseudo, pseudo_source=source)
         check_same_clips(labels, data_dir)
         return labels
-    return labels_from_folder(data_dir, pseudo=pseudo)
+    return labels_from_folder(data_dir, pseudo=pseudo,
+                              pseudo_root=None if pseudo_set is None else set_root(data_dir, pseudo_set))
+
+
+def _check_pseudo_set(data_dir: str | Path, db: str | None, name: str) -> None:
+    """A set that does not exist is named, with the sets that do."""
+    try:
+        check_set_name(name)
+    except PseudoSetError as exc:
+        raise RunError(f"--pseudo: {exc}") from None
+    if db:
+        found, where = stored_sets(open_database(db, readonly=True)), "the database (sources pseudo:NAME)"
+    else:
+        found, where = list_sets(data_dir), f"{Path(data_dir) / SETS_DIR}"
+    if name not in found:
+        raise RunError(f"--pseudo {name}: no pseudo-label set {name!r} in {where}; sets there: "
+                       f"{', '.join(found) or 'none'} (make one with: avvp-studio pseudo-label --data DIR --method "
+                       f"zero-shot --name {name}{' --db URL' if db else ''})")
 
 
 # TrainConfig fields set by an option of the same name (None: not given)
@@ -147,7 +173,8 @@ def run_train(args: argparse.Namespace, distributed: bool = False, out: IO[str] 
     main = context().is_main
     try:
         config = config_from_args(args)
-        labels = load_labels(args.data, args.db, get_entry(config.model).model_cls.uses_pseudo_labels)
+        labels = load_labels(args.data, args.db, get_entry(config.model).model_cls.uses_pseudo_labels,
+                             getattr(args, "pseudo", None))
         splits = parse_splits(args.predict)
         if splits and not args.db:
             raise RunError("--predict stores predictions in the database: give --db too")

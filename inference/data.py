@@ -1,15 +1,22 @@
 """AVVP data: labels (weak, segment pseudo-labels, review flags) and per-clip model inputs.
 
 Labels come from an LLP-layout folder or from the label store (`best` labels:
-manual where a human edited, else pseudo; out-of-taxonomy reviews respected).
+manual where a human edited, else pseudo; out-of-taxonomy reviews respected). The
+pseudo-labels are the imported ones (the folder's CLAP/CLIP segment_pseudo_labels,
+the store's 'pseudo' source) unless a named pseudo-label set is chosen: a folder
+`pseudo_root` (`DIR/pseudo/<name>`, written by `avvp-studio pseudo-label`) or the
+store's source 'pseudo:<name>'. A set may carry confidences (segment_pseudo_scores,
+EAR's generator probabilities); where it does not, the confidence is the 0/1 label.
 Inputs (features, priors) are always read from the folder (`<dir>/<video id>.npy`),
 lazily, so the full LLP (7.7 GB of ResNet features) never has to fit in memory.
 
-What a model may read, and when (the honesty rule): segment pseudo-labels are
-training TARGETS, gated by the clip's video-level label; they are loaded for train
-clips only, and only for models that train on them. A model's INPUTS are features
-and priors (zero-shot segment labels over all 25 classes, never gated by a
-video-level label, see `inference.priors`). Evaluation items carry inputs only, so
+What a model may read, and when (the honesty rule): segment pseudo-labels and their
+confidences, whichever set they come from, are training TARGETS, gated by the clip's
+video-level label; they are loaded for train clips only (a set's files of val/test
+clips, which exist for scoring the set, are never read here), and only for models
+that train on them. A model's INPUTS are features and priors (zero-shot segment
+labels over all 25 classes, never gated by a video-level label, see
+`inference.priors`). Evaluation items carry inputs only, so
 nothing derived from a val/test clip's weak label, truth or human edits can reach
 a prediction.
 
@@ -22,6 +29,8 @@ Batch contract shared by every model (B = batch, 10 segments, 25 classes):
   training items add the targets:
     label  (B, 25)          weak (video-level) label, 0/1 float
     pseudo_audio, pseudo_visual (B, 10, 25)  segment pseudo-labels, 0/1 float
+    pseudo_score_audio, pseudo_score_visual (B, 10, 25)  their confidences in [0, 1] (the set's
+                            score files; the 0/1 labels where it has none or a human edited)
     has_pseudo (B,)         bool: both pseudo-labels exist (segment losses skip the others)
 Batches are collated by `collate_items` (keys common to all items of a batch).
 """
@@ -37,17 +46,20 @@ import torch
 from sqlalchemy import select
 from torch.utils.data import Dataset, default_collate
 
-from annotation.db import snapshot
+from annotation.db import has_table, snapshot
 from annotation.errors import DataFileError
 from annotation.exporter import select_grids
 from annotation.files import child_path, present
 from annotation.importer import DENSE_FILES, PSEUDO_DIRS, WEAK_FILES, load_pseudo
 from annotation.llp_csv import dense_grids, iter_dense_csv, read_weak_csv
-from annotation.models import Review
+from annotation.models import PredictionScores, Review
 from annotation.npyfile import npy_shape, read_npy
+from annotation.predictions import SEGMENT_SHAPE, unpack_scores
 from annotation.taxonomy import NUM_CLASSES, NUM_SEGMENTS, parse_label_list
 
 PRIOR_DIRS = {"audio": "CLAP/segment_prior_labels", "visual": "CLIP/segment_prior_labels"}
+# confidences beside a pseudo-label set's 0/1 files, (10, 25) float32 in [0, 1] (EAR's generator writes them)
+PSEUDO_SCORE_DIRS = {"audio": "CLAP/segment_pseudo_scores", "visual": "CLIP/segment_pseudo_scores"}
 PRIOR_SHAPE = (NUM_SEGMENTS, NUM_CLASSES)
 AUDIO_SIDE = frozenset({"audio", "prior_audio"})  # parts a CMRC clip takes from its audio source
 PRIOR_COMMAND = ("avvp-studio prior --data DIR --text-audio CLAP_TEXT.npy --text-visual CLIP_TEXT.npy "
@@ -130,8 +142,9 @@ def prior_parts() -> dict[str, InputPart]:
 class LabelSet:
     """Column-wise labels of N clips (index i is the same clip in every array).
 
-    Pseudo-labels are filled for train clips only (they are training targets); the
-    rows of val/test clips stay zero with `has_pseudo` False."""
+    Pseudo-labels and their confidences are filled for train clips only (they are training
+    targets); the rows of val/test clips stay zero with `has_pseudo` False. Confidences left out
+    (None) are the 0/1 pseudo-labels."""
 
     filenames: list[str]
     video_ids: list[str]
@@ -143,6 +156,14 @@ class LabelSet:
     out_of_taxonomy: np.ndarray  # (N,) bool: reviewed as outside the 25 classes
     truth_audio: dict[str, np.ndarray] = field(default_factory=dict)  # filename -> (25, 10) for val/test
     truth_visual: dict[str, np.ndarray] = field(default_factory=dict)
+    pseudo_score_audio: np.ndarray | None = None  # (N, 10, 25) float32 confidences in [0, 1]
+    pseudo_score_visual: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.pseudo_score_audio is None:
+            self.pseudo_score_audio = self.pseudo_audio.copy()
+        if self.pseudo_score_visual is None:
+            self.pseudo_score_visual = self.pseudo_visual.copy()
 
     def __len__(self) -> int:
         return len(self.filenames)
@@ -158,6 +179,8 @@ def _empty_labels(filenames: list[str], video_ids: list[str], splits: list[str],
         pseudo_audio=np.zeros((n, NUM_SEGMENTS, NUM_CLASSES), np.float32),
         pseudo_visual=np.zeros((n, NUM_SEGMENTS, NUM_CLASSES), np.float32),
         has_pseudo=np.zeros(n, bool), out_of_taxonomy=np.asarray(out_of_taxonomy, bool),
+        pseudo_score_audio=np.zeros((n, NUM_SEGMENTS, NUM_CLASSES), np.float32),
+        pseudo_score_visual=np.zeros((n, NUM_SEGMENTS, NUM_CLASSES), np.float32),
     )
 
 
@@ -167,9 +190,27 @@ def _read_pseudo_file(path: Path, clip: str) -> np.ndarray | None:
     return load_pseudo(path, clip).T.astype(np.float32)  # back to the (segments, classes) layout
 
 
-def labels_from_folder(data_dir: str | Path, pseudo: bool = True) -> LabelSet:
-    """Weak labels, truth and (with `pseudo`) the train clips' pseudo-label files of a data folder."""
+def read_pseudo_scores(path: Path, clip: str) -> np.ndarray | None:
+    """A (10, 25) confidence file of a pseudo-label set (float, finite, in [0, 1]); None when absent."""
+    if not present(path):
+        return None
+    expected = f"{PRIOR_SHAPE} (segments, classes) finite float confidences in [0, 1]"
+    array = read_npy(path, shape=PRIOR_SHAPE, kinds="f", finite=True, expected=expected, clip=clip)
+    if array.size and (array.min() < 0 or array.max() > 1):
+        raise DataFileError(path, f"values outside [0, 1] (min {array.min():.4g}, max {array.max():.4g}); "
+                                  f"expected {expected}", clip=clip)
+    return array.astype(np.float32)
+
+
+def labels_from_folder(data_dir: str | Path, pseudo: bool = True, pseudo_root: str | Path | None = None) -> LabelSet:
+    """Weak labels, truth and (with `pseudo`) the train clips' pseudo-label files of a data folder:
+    those under `pseudo_root` (a pseudo-label set, e.g. DIR/pseudo/<name>) when given, else the
+    folder's own; with their confidence files (segment_pseudo_scores) where present."""
     data_dir = Path(data_dir)
+    root = data_dir if pseudo_root is None else Path(pseudo_root)
+    if pseudo and pseudo_root is not None and not present(root, "folder"):
+        raise DataFileError(root, f"no pseudo-label set here; expected {PSEUDO_DIRS['audio']} and "
+                                  f"{PSEUDO_DIRS['visual']} inside (avvp-studio pseudo-label writes them)")
     rows = [(split, row) for split, name in WEAK_FILES.items() if present(data_dir / name)
             for row in read_weak_csv(data_dir / name)]
     if not rows:
@@ -180,13 +221,16 @@ def labels_from_folder(data_dir: str | Path, pseudo: bool = True) -> LabelSet:
         labels.weak[i, list(row.labels)] = 1
         if not (pseudo and split == "train"):
             continue
-        audio = _read_pseudo_file(data_dir / PSEUDO_DIRS["audio"] / f"{row.filename[:11]}.npy", row.filename)
-        visual = _read_pseudo_file(data_dir / PSEUDO_DIRS["visual"] / f"{row.filename[:11]}.npy", row.filename)
-        if audio is not None:
-            labels.pseudo_audio[i] = audio
-        if visual is not None:
-            labels.pseudo_visual[i] = visual
-        labels.has_pseudo[i] = audio is not None and visual is not None
+        vid, found = row.filename[:11], 0
+        for track, target, scores in (("audio", labels.pseudo_audio, labels.pseudo_score_audio),
+                                      ("visual", labels.pseudo_visual, labels.pseudo_score_visual)):
+            grid = _read_pseudo_file(root / PSEUDO_DIRS[track] / f"{vid}.npy", row.filename)
+            if grid is not None:
+                target[i] = grid
+                score = read_pseudo_scores(root / PSEUDO_SCORE_DIRS[track] / f"{vid}.npy", row.filename)
+                scores[i] = grid if score is None else score
+                found += 1
+        labels.has_pseudo[i] = found == 2
     _attach_truth(labels, data_dir)
     return labels
 
@@ -201,11 +245,18 @@ def _attach_truth(labels: LabelSet, data_dir: Path) -> None:
             target.update(zip(evaluated, grids))
 
 
-def labels_from_store(engine, pseudo: bool = True) -> LabelSet:
+def labels_from_store(engine, pseudo: bool = True, pseudo_source: str = "pseudo") -> LabelSet:
     """The cleaned labels of the database: best grids of the train clips (manual where edited, else
-    pseudo), out-of-taxonomy from reviews, truth. Manual labels of val/test clips are never read."""
+    `pseudo_source`: the imported 'pseudo' or a set 'pseudo:<name>'), with the set's stored
+    confidences (manual grids are their own), out-of-taxonomy from reviews, truth. Manual labels of
+    val/test clips are never read."""
     with snapshot(engine) as conn:  # one moment's labels, truth and reviews, while annotators save edits
-        grids = select_grids(conn, "best", "train")[1] if pseudo else {"audio": {}, "visual": {}}
+        if pseudo:
+            grids = select_grids(conn, "best", "train", pseudo_source=pseudo_source)[1]
+            manual = select_grids(conn, "manual", "train")[1]
+            scores = _stored_scores(conn, pseudo_source)
+        else:
+            grids, manual, scores = {"audio": {}, "visual": {}}, {"audio": {}, "visual": {}}, {}
         everything, truth = select_grids(conn, "truth", "all")
         oot = set(conn.execute(select(Review.clip_id).where(Review.status == "out_of_taxonomy")).scalars())
     labels = _empty_labels([c.filename for c in everything], [c.video_id for c in everything],
@@ -213,16 +264,30 @@ def labels_from_store(engine, pseudo: bool = True) -> LabelSet:
     for i, clip in enumerate(everything):
         labels.weak[i, parse_label_list(clip.weak_labels)] = 1
         audio, visual = grids["audio"].get(clip.id), grids["visual"].get(clip.id)
-        if audio is not None:
-            labels.pseudo_audio[i] = audio.T
-        if visual is not None:
-            labels.pseudo_visual[i] = visual.T
+        for track, grid, target, confidence in (("audio", audio, labels.pseudo_audio, labels.pseudo_score_audio),
+                                                ("visual", visual, labels.pseudo_visual, labels.pseudo_score_visual)):
+            if grid is None:
+                continue
+            target[i] = grid.T
+            stored = scores.get(clip.id)
+            human = clip.id in manual[track]
+            confidence[i] = grid.T if stored is None or human else stored[0 if track == "audio" else 1].T
         labels.has_pseudo[i] = audio is not None and visual is not None
         if clip.id in truth["audio"]:
             labels.truth_audio[clip.filename] = truth["audio"][clip.id]
         if clip.id in truth["visual"]:
             labels.truth_visual[clip.filename] = truth["visual"][clip.id]
     return labels
+
+
+def _stored_scores(conn, source: str) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """clip_id -> ((25, 10) audio, (25, 10) visual) confidences stored with a pseudo-label set."""
+    if source == "pseudo" or not has_table(conn, PredictionScores.__tablename__):
+        return {}
+    p = PredictionScores.__table__
+    rows = conn.execute(select(p.c.clip_id, p.c.audio, p.c.visual).where(p.c.source == source))
+    return {row.clip_id: (unpack_scores(row.audio, SEGMENT_SHAPE), unpack_scores(row.visual, SEGMENT_SHAPE))
+            for row in rows}
 
 
 def check_same_clips(labels: LabelSet, data_dir: str | Path) -> None:
@@ -321,6 +386,8 @@ class AVVPDataset(Dataset):
         if self.targets:
             out["pseudo_audio"] = torch.from_numpy(lab.pseudo_audio[a])
             out["pseudo_visual"] = torch.from_numpy(lab.pseudo_visual[i])
+            out["pseudo_score_audio"] = torch.from_numpy(lab.pseudo_score_audio[a])
+            out["pseudo_score_visual"] = torch.from_numpy(lab.pseudo_score_visual[i])
             out["has_pseudo"] = torch.tensor(bool(lab.has_pseudo[i] and lab.has_pseudo[a]))
             if audio_from is None:
                 out["label"] = torch.from_numpy(lab.weak[i])

@@ -18,6 +18,9 @@ Thresholds (cosine units, one per class and track):
 Output: `CLAP/segment_prior_labels/<id>.npy` and `CLIP/segment_prior_labels/<id>.npy`,
 (10, 25) int64 0/1 like the pseudo-label files, for every clip of the weak CSVs,
 and `segment_prior_labels.json` (thresholds, how they were chosen, val F1) beside them.
+
+The val cut (`val_thresholds`) and the rule (`segment_rule`) are shared with the zero-shot
+pseudo-labels of `inference.zero_shot`, which score in logit units and gate by the weak label.
 """
 from __future__ import annotations
 
@@ -61,7 +64,8 @@ def load_text(path: str | Path, track: str) -> np.ndarray:
     return (table / norms).astype(np.float32)
 
 
-def load_thresholds(path: str | Path) -> dict[str, np.ndarray]:
+def load_thresholds(path: str | Path, units: str = "cosine thresholds") -> dict[str, np.ndarray]:
+    """{"audio": (25,), "visual": (25,)} from a JSON file; `units` names what the numbers are (errors say it)."""
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:
@@ -71,12 +75,26 @@ def load_thresholds(path: str | Path) -> dict[str, np.ndarray]:
     out = {}
     for track in TRACKS:
         values = data.get(track) if isinstance(data, dict) else None
-        if not (isinstance(values, list) and len(values) == NUM_CLASSES
-                and all(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in values)):
-            raise DataFileError(path, f"'{track}' must be a list of {NUM_CLASSES} finite numbers (cosine thresholds "
-                                      "in canonical class order)")
+        found = _threshold_problem(values)
+        if found:
+            raise DataFileError(path, f"'{track}' must be a list of {NUM_CLASSES} finite numbers ({units} in "
+                                      f"canonical class order); found {found}")
         out[track] = np.asarray(values, np.float32)
     return out
+
+
+def _threshold_problem(values) -> str | None:
+    """What is wrong with a thresholds list (None: nothing)."""
+    if values is None:
+        return "no such key"
+    if not isinstance(values, list):
+        return f"a {type(values).__name__}"
+    if len(values) != NUM_CLASSES:
+        return f"{len(values)} values"
+    for i, v in enumerate(values):
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not np.isfinite(v):
+            return f"{v!r} at index {i} ({CLASSES[i]})"
+    return None
 
 
 def similarities(folder: Path, video_ids: list[str], text: np.ndarray, track: str) -> np.ndarray:
@@ -100,12 +118,13 @@ def similarities(folder: Path, video_ids: list[str], text: np.ndarray, track: st
     return out
 
 
-def best_threshold(scores: np.ndarray, truth: np.ndarray) -> tuple[float, float] | None:
+def best_threshold(scores: np.ndarray, truth: np.ndarray, missed: int = 0) -> tuple[float, float] | None:
     """(threshold, F1) of the cut of `scores` with the best F1 against 0/1 `truth` (strict `>`);
-    None when `truth` has no positive."""
-    positives = int(truth.sum())
-    if positives == 0:
+    `missed`: true positives outside `scores` that no cut can find (gated-out cells), counted as
+    misses. None when `truth` has no positive."""
+    if int(truth.sum()) == 0:
         return None
+    positives = int(truth.sum()) + missed
     order = np.argsort(-scores, kind="stable")
     s, y = scores[order], truth[order].astype(np.int64)
     tp = np.cumsum(y)
@@ -117,13 +136,21 @@ def best_threshold(scores: np.ndarray, truth: np.ndarray) -> tuple[float, float]
     return float(threshold), float(f1[best])
 
 
-def choose_thresholds(sim: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, list[float | None], list[str]]:
-    """Per-class thresholds from val similarities (V, 10, 25) and val truth (V, 25, 10)."""
+def choose_thresholds(sim: np.ndarray, truth: np.ndarray,
+                      weak: np.ndarray | None = None) -> tuple[np.ndarray, list[float | None], list[str]]:
+    """Per-class thresholds from val similarities (V, 10, 25) and val truth (V, 25, 10); with `weak`
+    (V, 25), the cut of the labels gated by it: only cells of clips whose weak label has the class
+    can fire, the class's other true cells are misses whatever the threshold."""
     thresholds, f1s, fallback = np.zeros(NUM_CLASSES, np.float32), [], []
     flat_truth = truth.transpose(0, 2, 1).reshape(-1, NUM_CLASSES)
     flat_sim = sim.reshape(-1, NUM_CLASSES)
+    flat_gate = None if weak is None else np.repeat(np.asarray(weak) > 0, sim.shape[1], axis=0)
     for c in range(NUM_CLASSES):
-        found = best_threshold(flat_sim[:, c], flat_truth[:, c])
+        if flat_gate is None:
+            found = best_threshold(flat_sim[:, c], flat_truth[:, c])
+        else:
+            keep = flat_gate[:, c]
+            found = best_threshold(flat_sim[keep, c], flat_truth[keep, c], int(flat_truth[~keep, c].sum()))
         if found is None:
             fallback.append(CLASSES[c])
             f1s.append(None)
@@ -138,6 +165,31 @@ def choose_thresholds(sim: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, l
     return thresholds, f1s, fallback
 
 
+def val_thresholds(scores: np.ndarray, labels: LabelSet, track: str, data_dir: str | Path,
+                   gated: bool = False) -> tuple[np.ndarray, list[float | None], list[str]]:
+    """Per-class best-F1 cut of `scores` (N, 10, 25), one row per clip of `labels`, against the `track`
+    truth of the val clips (`choose_thresholds`); `gated`: the cut of the labels gated by the val
+    clips' weak labels (zero-shot pseudo-labels), else of the ungated ones (priors). Reads the val
+    clips' truth (and, gated, their weak labels) and nothing of any other clip: whatever the
+    thresholds produce for train and test clips depends on val only."""
+    val = labels.indices("val")
+    val_names = [labels.filenames[i] for i in val]
+    if not any(n in labels.truth_audio or n in labels.truth_visual for n in val_names):
+        raise DataFileError(data_dir, "no val truth (AVVP_eval_audio.csv / AVVP_eval_visual.csv rows for val clips) "
+                                      "to choose thresholds on; give --thresholds FILE")
+    truth_map = labels.truth_audio if track == "audio" else labels.truth_visual
+    zeros = np.zeros((NUM_CLASSES, NUM_SEGMENTS), np.uint8)
+    truth = np.stack([truth_map.get(n, zeros) for n in val_names])
+    return choose_thresholds(scores[val], truth, labels.weak[val] if gated else None)
+
+
+def segment_rule(scores: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """The zero-shot segment rule over all classes: 1 iff score > threshold of its class (strict, as
+    VALOR's); (..., 10, 25) scores, (25,) thresholds, int64 0/1. Priors use it as it is; zero-shot
+    pseudo-labels (`inference.zero_shot`) gate it by the weak label."""
+    return (np.asarray(scores) > np.asarray(thresholds, np.float32)).astype(np.int64)
+
+
 def compute_priors(data_dir: str | Path, labels: LabelSet, text_audio: str | Path, text_visual: str | Path,
                    thresholds: str = "val", out_dir: str | Path | None = None,
                    progress: Progress | None = None,
@@ -150,24 +202,16 @@ def compute_priors(data_dir: str | Path, labels: LabelSet, text_audio: str | Pat
     folders = {t: Path((feature_dirs or {}).get(t) or data_dir / FEATURE_DIRS[t]) for t in TRACKS}
     texts = {"audio": load_text(text_audio, "audio"), "visual": load_text(text_visual, "visual")}
     fixed = load_thresholds(thresholds) if thresholds != "val" else None
-    val = labels.indices("val")
-    val_names = [labels.filenames[i] for i in val]
-    if fixed is None and not any(n in labels.truth_audio or n in labels.truth_visual for n in val_names):
-        raise DataFileError(data_dir, "no val truth (AVVP_eval_audio.csv / AVVP_eval_visual.csv rows for val clips) "
-                                      "to choose thresholds on; give --thresholds FILE")
     report = PriorReport(clips=len(labels), source="val" if fixed is None else str(thresholds), thresholds={})
-    zeros = np.zeros((NUM_CLASSES, NUM_SEGMENTS), np.uint8)
     for track in TRACKS:
         sim = similarities(folders[track], labels.video_ids, texts[track], track)
         note(f"{track} similarities", len(labels), len(labels))
         if fixed is None:
-            truth_map = labels.truth_audio if track == "audio" else labels.truth_visual
-            truth = np.stack([truth_map.get(n, zeros) for n in val_names])
-            chosen, report.val_f1[track], report.fallback[track] = choose_thresholds(sim[val], truth)
+            chosen, report.val_f1[track], report.fallback[track] = val_thresholds(sim, labels, track, data_dir)
         else:
             chosen = fixed[track]
         report.thresholds[track] = [round(float(t), 6) for t in chosen]
-        prior = (sim > chosen).astype(np.int64)
+        prior = segment_rule(sim, chosen)
         folder = out / PRIOR_DIRS[track]
         folder.mkdir(parents=True, exist_ok=True)
         for i, vid in enumerate(labels.video_ids):

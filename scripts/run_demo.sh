@@ -7,6 +7,9 @@ BIN="${BIN:-.venv/bin}"
 DEMO="$("$BIN/python" -c 'from app.settings import default_demo_dir; print(default_demo_dir())')"
 "$BIN/avvp-studio" demo --out "$DEMO"
 "$BIN/avvp-studio" import llp "$DEMO"
+# a zero-shot pseudo-label set (VALOR's rule on the demo's features and captions) for the timelines' Pseudo layer
+DB="$("$BIN/python" -c 'from app.settings import resolve_database; print(resolve_database(None))')"
+"$BIN/avvp-studio" pseudo-label --data "$DEMO" --method zero-shot --thresholds val --name zero-shot --db "$DB" >/dev/null
 # a small synthetic AVSBench S4 project for the segmentation window (Model > Segmentation masks...)
 if [ ! -f "$DEMO-avs/Single-source/s4_meta_data.csv" ]; then
   "$BIN/avvp-studio" avs demo --out "$DEMO-avs" --subset s4 --clips 24 >/dev/null

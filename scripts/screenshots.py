@@ -21,14 +21,15 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", default=str(REPO / "docs" / "screenshots"))
-    parser.add_argument("--only", choices=("avs_masks",), help="take only this screenshot")
+    parser.add_argument("--only", choices=("avs_masks", "pseudo_sources"), help="take only this screenshot (set)")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    if args.only == "avs_masks":
+    if args.only is not None:
         from PySide6.QtWidgets import QApplication
 
-        avs_masks(QApplication.instance() or QApplication([]), Path(tempfile.mkdtemp(prefix="avvp-shots-")), out)
+        shot = {"avs_masks": avs_masks, "pseudo_sources": pseudo_sources}[args.only]
+        shot(QApplication.instance() or QApplication([]), Path(tempfile.mkdtemp(prefix="avvp-shots-")), out)
         return 0
 
     from PySide6.QtWidgets import QApplication
@@ -39,8 +40,6 @@ def main() -> int:
     from annotation.llp_csv import dense_grids, read_dense_csv
     from annotation.presence import heartbeat
     from ui.history_dialog import HistoryDialog
-    from ui.main_window import MainWindow
-    from ui.preferences import Preferences
     from ui.theme import apply_theme
 
     app = QApplication.instance() or QApplication([])
@@ -51,11 +50,7 @@ def main() -> int:
         db = str(work / f"{name}.sqlite")
         engine = open_database(db)
         import_llp(engine, demo)
-        prefs = Preferences(work / "settings.ini")
-        prefs.annotator = "demo"
-        window = MainWindow(engine, prefs, db)
-        window.resize(1600, 1000)
-        window.show()
+        window = open_window(engine, db, work / "settings.ini")
         clip_id = window.queue.visible_clip_ids()[0]
         window.queue.select_clip(clip_id)
         view = window.session.view
@@ -87,7 +82,21 @@ def main() -> int:
     apply_theme(app, dark=True)
     model_loop(app, work, build_demo(work / "demo200", clips=200).out_dir, out)
     avs_masks(app, work, out)
+    pseudo_sources(app, work, out)
     return 0
+
+
+def open_window(engine, db: str, settings: Path):
+    """The main window on `engine` as annotator "demo", at the README's size, shown."""
+    from ui.main_window import MainWindow
+    from ui.preferences import Preferences
+
+    prefs = Preferences(settings)
+    prefs.annotator = "demo"
+    window = MainWindow(engine, prefs, db)
+    window.resize(1600, 1000)
+    window.show()
+    return window
 
 
 def model_loop(app, work: Path, demo: Path, out: Path) -> None:
@@ -97,20 +106,14 @@ def model_loop(app, work: Path, demo: Path, out: Path) -> None:
 
     from annotation.db import open_database
     from annotation.importer import import_llp
-    from ui.main_window import MainWindow
-    from ui.preferences import Preferences
 
     db = str(work / "loop.sqlite")
     engine = open_database(db)
     import_llp(engine, demo)
-    prefs = Preferences(work / "loop.ini")
-    prefs.annotator = "demo"
-    window = MainWindow(engine, prefs, db)
-    window.resize(1600, 1000)
-    window.show()
+    window = open_window(engine, db, work / "loop.ini")
     window.show_training()
     panel = window.training
-    for split, box in panel.predict.items():
+    for box in panel.predict.values():
         box.setChecked(True)  # train too: the queue's clips get the overlay
     panel.name.setText("valor-demo")
     panel.epochs.setValue(30)
@@ -190,6 +193,76 @@ def avs_masks(app, work: Path, out: Path) -> None:
         app.processEvents()
     window.grab().save(str(out / "avs_masks.png"))
     print(out / "avs_masks.png")
+    window.close()
+    engine.dispose()
+
+
+def pseudo_sources(app, work: Path, out: Path) -> None:
+    """A zero-shot pseudo-label set ("zero-shot", `pseudo-label --thresholds val` on the 32-clip demo's features)
+    chosen in the timelines' Pseudo layer picker on a clip where it differs from the labels in a few cells;
+    then Model > Generate pseudo-labels… after a real run of the command from the dialog, with its summary."""
+    import time
+
+    from annotation.db import open_database
+    from annotation.demo import build_demo
+    from annotation.importer import import_llp
+    from app.cli import run_cli
+    from ui.theme import apply_theme
+
+    apply_theme(app, dark=True)
+    demo = build_demo(work / "demo").out_dir  # the one main() built, when it did
+    db = str(work / "pseudo.sqlite")
+    engine = open_database(db)
+    import_llp(engine, demo)
+    code = run_cli(["pseudo-label", "--data", str(demo), "--method", "zero-shot", "--thresholds", "val",
+                    "--name", "zero-shot", "--db", db])
+    if code != 0:
+        raise SystemExit(f"pseudo-label failed ({code})")
+    window = open_window(engine, db, work / "pseudo.ini")
+    window.team.timer.stop()
+    best: tuple[int, str] | None = None
+    for clip_id in window.queue.visible_clip_ids():  # a clip with video where the set differs in a few cells
+        window.queue.select_clip(clip_id)
+        view = window.session.view
+        sets = {t: window.store.track(clip_id, t, "pseudo:zero-shot") for t in ("audio", "visual")}
+        if view.clip.video_path is None or not all(s.exists and s.grid.any() for s in sets.values()):
+            continue
+        diff = [int((sets[t].grid != view.current[t]).sum()) for t in sets]
+        if all(diff) and (best is None or abs(sum(diff) - 8) < best[0]):
+            best = (abs(sum(diff) - 8), clip_id)
+    if best is None:
+        raise SystemExit("no demo clip with video has zero-shot labels that differ from its labels")
+    window.queue.select_clip(best[1])
+    combo = window.timelines.pseudo_combo
+    combo.setCurrentIndex(combo.findData("pseudo:zero-shot"))  # the reviewer picks the set in the Pseudo layer box
+    view = window.session.view
+    segment = max(range(10), key=lambda s: sum(int(view.layers[t]["pseudo"][:, s].sum()) for t in ("audio", "visual")))
+    window.player.seek(segment + 0.4)
+    for _ in range(5):
+        app.processEvents()
+    if window.player.displayed_frame() is None:
+        raise SystemExit("the player shows no frame of the demo clip")
+    window.grab().save(str(out / "pseudo_sources.png"))
+    print(out / "pseudo_sources.png")
+
+    dialog = window.show_pseudo_dialog()
+    dialog.name.setText("zs-auto")  # automatic thresholds: val's on the demo (no real encoders' features)
+    finished: list[str] = []
+    dialog.runner.finished.connect(lambda status, *_: finished.append(status))
+    if not dialog.start():
+        raise SystemExit(f"the dialog refused: {dialog.summary.text()}")
+    deadline = time.monotonic() + 300
+    while not finished and time.monotonic() < deadline:
+        app.processEvents()
+        time.sleep(0.01)
+    if finished != ["finished"]:
+        raise SystemExit(f"the dialog's run ended {finished}: {dialog.log_view.toPlainText()[-2000:]}")
+    dialog.adjustSize()
+    for _ in range(5):
+        app.processEvents()
+    dialog.grab().save(str(out / "pseudo_dialog.png"))
+    print(out / "pseudo_dialog.png")
+    dialog.reject()
     window.close()
     engine.dispose()
 

@@ -38,8 +38,9 @@ from ui.player import PlayerWidget
 from ui.prediction_overlay import overlay_items
 from ui.preferences import Preferences
 from ui.progress_dialog import TaskProgressDialog
+from ui.pseudo_dialog import PseudoLabelDialog
 from ui.queue_dock import QueueDock
-from ui.session import ClipSession, Conflict
+from ui.session import IMPORTED_PSEUDO, ClipSession, ClipView, Conflict
 from ui.runs_dialog import RunsDialog
 from ui.settings_dialog import SettingsDialog
 from ui.team_watch import Poll, TeamWatch
@@ -55,6 +56,8 @@ MIN_VIDEO_HEIGHT = 240
 # actions that only make sense while the editor area (not a text field or the queue) has focus
 EDITOR_SCOPED = {"segment_prev", "segment_next", "select_prev", "select_next", "row_up", "row_down",
                  "toggle_cell", "switch_track"}
+NEXT_PSEUDO_KEY = "Ctrl+Shift+P"  # the next pseudo-label source of the clip in the timelines' picker
+PSEUDO_SAVE_MS = 1500  # the picked pseudo source reaches the settings file once the reviewer stops switching
 
 
 class MainWindow(QMainWindow):
@@ -118,6 +121,10 @@ class MainWindow(QMainWindow):
 
         self.actions: dict[str, QAction] = {}
         self.engine: Engine | None = None
+        self.pseudo_dialog: PseudoLabelDialog | None = None  # Model > Generate pseudo-labels… (kept while it runs)
+        self._pseudo_unsaved: dict[str, str] = {}  # database -> pseudo source chosen, not yet in the settings file
+        self._pseudo_save = QTimer(self, singleShot=True, interval=PSEUDO_SAVE_MS)
+        self._pseudo_save.timeout.connect(self._save_pseudo_choice)
         self.session: ClipSession | None = None
         self.keys: EditorKeys | None = None
         self._build_menus()
@@ -155,6 +162,10 @@ class MainWindow(QMainWindow):
         self.queue.set_queue(queue)
         self.queue.set_filter(self.prefs.queue_filter())
         self.db_label.setText(label)
+        key = self._workspace_key()
+        self.session.pseudo_choice = self._pseudo_unsaved.get(key) or self.prefs.recent_value(
+            f"pseudo-source/{key}", IMPORTED_PSEUDO)
+        self.timelines.set_pseudo_sources(None, self.session.pseudo_choice)
         self.refresh_runs()
         remembered = self.prefs.recent_value(f"features/{self._workspace_key()}")
         self.training.set_database(engine, label, self.session.annotator,
@@ -189,9 +200,79 @@ class MainWindow(QMainWindow):
         self.queue.set_run(self.engine, source)
         view = self.session.view
         if view is not None:
-            view = self.session.open_clip(view.clip.id)
-            self.timelines.set_clip(view.clip.weak, view.current, view.layers)
+            self._show_labels(self.session.open_clip(view.clip.id))
             self.update_overlay()
+
+    def _show_labels(self, view: ClipView) -> None:
+        """The clip's grids and layers in the timelines, the pseudo-source picker with them."""
+        self.timelines.set_pseudo_sources(view.pseudo_sources, view.pseudo_source)
+        self.timelines.set_clip(view.clip.weak, view.current, view.layers)
+
+    # ---- pseudo-label sources ----------------------------------------------------------------
+    def _choose_pseudo(self, source: str) -> None:
+        """The timelines' 'pseudo' layer shows `source` on this clip (switched in memory, at once) and the
+        next ones; remembered for this database."""
+        self._remember_pseudo(source)
+        view = self.session.choose_pseudo(source)
+        if view is None:
+            self.timelines.set_pseudo_sources(None, source)
+            return
+        self.timelines.set_pseudo_sources(view.pseudo_sources, source)
+        self.timelines.set_layers(view.layers)
+        title = self.timelines.pseudo_combo.currentText()
+        if self.timelines.pseudo_missing():
+            self.statusBar().showMessage(f"Pseudo layer: {title}", 6000)
+        else:
+            diff = self.timelines.pseudo_differences()
+            self.statusBar().showMessage(f"Pseudo layer: {title} · differs from the labels in {diff['audio']} audio "
+                                         f"and {diff['visual']} visual cells", 6000)
+
+    def _remember_pseudo(self, source: str) -> None:
+        """Kept for this database (the settings file is written once the switching stops: a sync per key press
+        would cost more than the switch)."""
+        self._pseudo_unsaved[self._workspace_key()] = source
+        self._pseudo_save.start()
+
+    def _save_pseudo_choice(self) -> None:
+        self._pseudo_save.stop()
+        for key, source in self._pseudo_unsaved.items():
+            self.prefs.set_recent_value(f"pseudo-source/{key}", source)
+        self._pseudo_unsaved.clear()
+
+    def next_pseudo_source(self) -> None:
+        if self.timelines.next_pseudo_source() is None:
+            self.statusBar().showMessage("This clip has no other pseudo-label source (Model > Generate "
+                                         "pseudo-labels… makes one)", 6000)
+
+    def show_pseudo_dialog(self) -> PseudoLabelDialog:
+        """Model > Generate pseudo-labels…: the dialog (the same one while a generation goes on)."""
+        dialog = self.pseudo_dialog
+        if dialog is None:
+            dialog = self.pseudo_dialog = PseudoLabelDialog(self.engine, self.db_label.text(),
+                                                            self.session.annotator, self)
+            dialog.source_stored.connect(self._pseudo_stored)
+        elif not dialog.runner.running():
+            dialog.set_database(self.engine, self.db_label.text(), self.session.annotator)
+        dialog.show()
+        dialog.raise_()
+        dialog.activateWindow()
+        return dialog
+
+    def _pseudo_stored(self, source: str) -> None:
+        """A generated set was stored: the clip on screen is read again and shows it in the picker, chosen
+        (unless another database was opened meanwhile)."""
+        dialog = self.pseudo_dialog
+        if dialog is None or dialog.engine is not self.engine:
+            return
+        self._remember_pseudo(source)
+        self.session.pseudo_choice = source
+        view = self.session.view
+        if view is not None:
+            self._show_labels(self.session.open_clip(view.clip.id))
+        else:
+            self.timelines.set_pseudo_sources(None, source)
+        self.statusBar().showMessage(f"Pseudo-labels stored as {source}: shown by the timelines' Pseudo layer box",
+                                     10000)
 
     def toggle_overlay(self) -> None:
         self.overlay_on = not self.overlay_on
@@ -291,6 +372,11 @@ class MainWindow(QMainWindow):
         compare.setStatusTip("The ten numbers of every run side by side, per-class F1 bars")
         compare.triggered.connect(self.runs_dialog)
         model_menu.addAction(compare)
+        generate = QAction("Generate pseudo-labels…", self)
+        generate.setStatusTip("Zero-shot (VALOR) or EAR pseudo-labels for every clip, in a separate process, stored "
+                              "as a pseudo source the timelines can show")
+        generate.triggered.connect(self.show_pseudo_dialog)
+        model_menu.addAction(generate)
         install_avs_menu(self, model_menu)  # AVS: Model > Segmentation masks… (ui/avs_view.py)
         team_menu = bar.addMenu("&Team")
         agreement = QAction("Inter-annotator agreement…", self)
@@ -316,6 +402,11 @@ class MainWindow(QMainWindow):
         view_menu.addAction(self._action("toggle_view", self._toggle_view))
         view_menu.addAction(self._action("toggle_others", self._toggle_others))
         view_menu.addAction(self._action("overlay", self.toggle_overlay))
+        next_pseudo = QAction("Next pseudo-label source", self)
+        next_pseudo.setShortcut(QKeySequence(NEXT_PSEUDO_KEY))
+        next_pseudo.setStatusTip("Show the clip's next pseudo-label source as the timelines' Pseudo layer")
+        next_pseudo.triggered.connect(self.next_pseudo_source)
+        view_menu.addAction(next_pseudo)
         view_menu.addAction(self._action("zoom_in", lambda: self.audio_view.zoom(2.0)))
         view_menu.addAction(self._action("zoom_out", lambda: self.audio_view.zoom(0.5)))
         view_menu.addAction(self._action("zoom_reset", self.audio_view.reset_zoom))
@@ -343,6 +434,8 @@ class MainWindow(QMainWindow):
         self.player.notice.connect(self._on_player_notice)
         self.clip_panel.action_requested.connect(self.review_action)
         self.timelines.run_chosen.connect(self._choose_run)
+        self.timelines.pseudo_chosen.connect(self._choose_pseudo)
+        self.timelines.picker_left.connect(self.editor.setFocus)
         self.training.run_finished.connect(self._training_finished)
         self.training.masks_stored.connect(self._masks_stored)
 
@@ -355,7 +448,7 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage(str(exc), 8000)
             return
         clip = view.clip
-        self.timelines.set_clip(clip.weak, view.current, view.layers)
+        self._show_labels(view)
         self.keys.reset()
         self.clip_panel.show_clip(clip, view.review, view.edited)
         self.player.load(clip.video_path)
@@ -394,6 +487,7 @@ class MainWindow(QMainWindow):
         self.team.watch(None)
         self.player.unload()
         self.audio_view.clear(reason="")
+        self.timelines.set_pseudo_sources(None, self.session.pseudo_choice)
         self.timelines.set_clip((), {t: np.zeros((25, 10), np.uint8) for t in ("audio", "visual")})
         progress = self.queue.progress()
         if progress.total and progress.remaining == 0:
@@ -419,7 +513,7 @@ class MainWindow(QMainWindow):
         kept = {t: (self.timelines.timeline(t).cursor(), self.timelines.timeline(t).selection())
                 for t in ("audio", "visual")}
         view = self.session.reload_changed(poll.clip_id)
-        self.timelines.set_clip(view.clip.weak, view.current, view.layers)
+        self._show_labels(view)
         for track, (cursor, selection) in kept.items():  # the annotator's place survives a colleague's save
             self.timelines.timeline(track).set_cursor(*cursor)
             if selection is not None:
@@ -736,6 +830,7 @@ class MainWindow(QMainWindow):
 
     # ---- workspace: the window comes back as it was left ---------------------------------
     def save_workspace(self) -> None:
+        self._save_pseudo_choice()
         sort, descending = self.queue.sort()
         last = dict(self.prefs.workspace().get("last_clip", {}))
         if self.session is not None and self.session.view is not None:
@@ -789,6 +884,15 @@ class MainWindow(QMainWindow):
             return self.db_label.text()
 
     def closeEvent(self, event) -> None:
+        pseudo = self.pseudo_dialog
+        if pseudo is not None and pseudo.runner.running():
+            answer = QMessageBox.question(
+                self, "Pseudo-labels are being generated", "A pseudo-label generation is going. Stop it (nothing "
+                "is stored) and quit?")
+            if answer != QMessageBox.StandardButton.Yes:
+                event.ignore()
+                return
+            pseudo.stop_for_quit()
         if self.training.runner.running():
             answer = QMessageBox.question(
                 self, "Training is running", "A training run is going. Stop it (the best checkpoint is kept; "

@@ -23,6 +23,18 @@ from annotation.predictions import ClipScores, clip_scores
 from annotation.store import TRACKS, ClipRecord, ConflictError, EditRecord, LabelStore, ReviewState, TrackState
 
 LAYERS = ("pseudo", "truth", "prediction")
+IMPORTED_PSEUDO = "pseudo"  # the imported pseudo-labels (VALOR's files); generated sets are 'pseudo:<name>'
+
+
+def is_pseudo_source(source: str) -> bool:
+    return source == IMPORTED_PSEUDO or source.startswith(IMPORTED_PSEUDO + ":")
+
+
+def pseudo_sources_of(stored) -> list[str]:
+    """The pseudo-label sources among a clip's stored (track, source) keys: the imported one first, then the
+    generated sets by name."""
+    found = {source for _, source in stored if is_pseudo_source(source)}
+    return sorted(found, key=lambda s: (s != IMPORTED_PSEUDO, s))
 
 
 @dataclass
@@ -36,6 +48,16 @@ class ClipView:
     review: ReviewState
     prediction_source: str | None = None
     scores: ClipScores | None = None  # the probabilities behind the prediction layer, when the run kept them
+    pseudo_source: str = IMPORTED_PSEUDO  # the pseudo source the 'pseudo' layer shows (chosen in the window)
+    pseudo_sources: list[str] = field(default_factory=list)  # the clip's pseudo sources (pseudo_sources_of)
+    pseudo_grids: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)  # (track, source) -> grid
+
+    def show_pseudo(self, source: str) -> None:
+        """Let the 'pseudo' layer show `source` (None on this clip when it lacks it; never another source's),
+        from the grids read with the clip: no database round trip, so switching is instant."""
+        self.pseudo_source = source
+        for track, layers in self.layers.items():
+            layers["pseudo"] = self.pseudo_grids.get((track, source))
 
 
 @dataclass(frozen=True)
@@ -124,6 +146,9 @@ class ClipSession(QObject):
         self._generations: dict[tuple[int, str], int] = {}  # bumped when another window saved that part
         self.writes = 0  # own commits so far: a poll that raced one of them is dropped
         self.prediction_run: str | None = None  # the prediction source to show (None: the newest one)
+        # the pseudo source the 'pseudo' layer shows on every clip; the grid being edited stays manual, else the
+        # imported pseudo-labels (what the store's `best`, the queue and the export use)
+        self.pseudo_choice: str = IMPORTED_PSEUDO
 
     # ---- loading -----------------------------------------------------------------------
     def open_clip(self, clip_id: int) -> ClipView:
@@ -140,14 +165,17 @@ class ClipSession(QObject):
             base = manual or pseudo
             current[track] = base.grid.copy() if base else np.zeros((25, 10), np.uint8)
             layers[track] = {
-                "pseudo": pseudo.grid if pseudo else None,
+                "pseudo": None,  # the chosen pseudo source's: show_pseudo below
                 "truth": stored[(track, "truth")].grid if (track, "truth") in stored else None,
                 "prediction": stored[(track, prediction)].grid if prediction and (track, prediction) in stored else None,
             }
         self._note_version((clip_id, "review"), self._known.reviews, review.version, key=clip_id)
         self._seen = {**{f"{t}/{src}": state.version for (t, src), state in stored.items()}, "review": review.version}
         scores = clip_scores(self.store.engine, clip_id, prediction) if prediction else None
-        self.view = ClipView(clip, current, edited, layers, review, prediction, scores)
+        pseudo_grids = {key: state.grid for key, state in stored.items() if is_pseudo_source(key[1])}
+        self.view = ClipView(clip, current, edited, layers, review, prediction, scores,
+                             pseudo_sources=pseudo_sources_of(stored), pseudo_grids=pseudo_grids)
+        self.view.show_pseudo(self.pseudo_choice)
         self.clip_loaded.emit(self.view)
         return self.view
 
@@ -162,6 +190,14 @@ class ClipSession(QObject):
     def _latest_prediction(stored: dict[tuple[str, str], TrackState]) -> str | None:
         runs = [(state.updated_at, source) for (track, source), state in stored.items() if source.startswith("prediction:")]
         return max(runs, key=lambda r: (r[0] is not None, r[0]))[1] if runs else None
+
+    def choose_pseudo(self, source: str) -> ClipView | None:
+        """Show `source` as the 'pseudo' layer from now on (this clip and the next ones); the clip on screen,
+        switched in memory (None: no clip on screen)."""
+        self.pseudo_choice = source
+        if self.view is not None:
+            self.view.show_pseudo(source)
+        return self.view
 
     def close_clip(self) -> None:
         """Nothing on screen (the list shows no clip); the undo history stays."""

@@ -55,6 +55,7 @@ class TrackTimeline(QWidget):
         self._current = np.zeros(GRID_SHAPE, dtype=np.uint8)
         self._layers: dict[str, np.ndarray | None] = {}
         self._slots: list[str] | None = None  # None: the available layers
+        self._titles: dict[str, str] = {}  # layer -> title where not the default (which pseudo source is shown)
         self._shortcuts: dict[int, str] = {}
         self._collapsed = True
         self._keep: set[int] = set()  # other rows shown while collapsed stay put until re-collapse
@@ -115,6 +116,13 @@ class TrackTimeline(QWidget):
             self._cursor = (rows[0], self._cursor[1])
             self._update_overlays()
 
+    def set_layers(self, layers: Mapping[str, np.ndarray | None]) -> None:
+        """Other reference layers on the same clip (another pseudo-label source picked): the cursor, the
+        selection and an edit in progress stay."""
+        self._layers = {name: (None if layers.get(name) is None else self._checked(layers[name]))
+                        for name in LAYER_NAMES}
+        self._rebuild()
+
     def set_current(self, grid: np.ndarray) -> None:
         """Redraw after an edit: only the images, unless a new row must become visible."""
         self._current = self._checked(grid)
@@ -170,6 +178,15 @@ class TrackTimeline(QWidget):
 
     def diff_reference(self) -> str:
         return self._diff_ref
+
+    def set_layer_titles(self, titles: Mapping[str, str], rebuild: bool = True) -> None:
+        """Titles of reference layers over their mini grids and in the diff legend (default: LAYER_TITLES);
+        `rebuild=False` when a `set_clip` or `set_layers` follows at once (one rebuild, not two)."""
+        titles = {str(k): str(v) for k, v in titles.items()}
+        if titles != self._titles:
+            self._titles = titles
+            if rebuild:
+                self._rebuild()
 
     def set_reference_slots(self, names: Sequence[str] | None) -> None:
         """Mini grids to reserve in side mode (None: the available layers); keeps tracks aligned."""
@@ -286,7 +303,7 @@ class TrackTimeline(QWidget):
         layout = SceneLayout(
             geom=self._geom, palette=self._palette, weak_rows=self._weak_rows, other_rows=self._other_rows,
             hidden=self._hidden, collapsed=self._collapsed, shortcuts=self._shortcuts, mode=self._mode,
-            slots=self._slot_names(), layers=self._layers, diff_ref=self._diff_ref,
+            slots=self._slot_names(), layers=self._layers, diff_ref=self._diff_ref, titles=self._titles,
         )
         self._scene.build(layout, self.font(), self.palette().color(self.backgroundRole()))
         self._refresh_cells()

@@ -3,6 +3,12 @@
 One panel owns the shared view settings (side by side or diff, diff reference,
 other classes collapsed) so the three grids always line up column for column, and
 knows which track keyboard edits go to (the active one).
+
+The pseudo-source picker (on the audio title row) chooses which pseudo-label source the
+read-only 'pseudo' layer shows on both tracks (the imported one, or a generated set
+'pseudo:<name>'), so a reviewer can compare sources on a clip; each track's title row says
+how many cells of that source differ from its grid. A clip without the chosen source says
+so; no other source stands in.
 """
 from __future__ import annotations
 
@@ -10,6 +16,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 from PySide6.QtCore import QEvent, Qt, QTimer, Signal
+from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QButtonGroup, QComboBox, QFrame, QHBoxLayout, QLabel, QScrollArea, QSizePolicy, QToolButton, QVBoxLayout,
     QWidget,
@@ -23,6 +30,16 @@ from ui.timeline_render import LAYER_NAMES, LAYER_TITLES
 TITLES = {"audio": "Heard (audio)", "visual": "Seen (visual)", "audio_visual": "Heard and seen"}
 SUBTITLES = {"audio": "", "visual": "", "audio_visual": "audio AND visual, read-only"}
 EDITABLE_TRACKS = ("audio", "visual")
+IMPORTED_PSEUDO = "pseudo"  # = ui.session.IMPORTED_PSEUDO: the imported pseudo-labels' source
+MISSING = "(none on this clip)"
+MISSING_COLOUR = "#e5534b"
+PICKER_KEYS = (Qt.Key.Key_Up, Qt.Key.Key_Down, Qt.Key.Key_Home, Qt.Key.Key_End, Qt.Key.Key_PageUp, Qt.Key.Key_PageDown)
+LEAVE_KEYS = (Qt.Key.Key_Return, Qt.Key.Key_Enter, Qt.Key.Key_Escape)
+
+
+def pseudo_title(source: str) -> str:
+    """What the picker calls a source: 'imported' for the imported pseudo-labels, a generated set by its name."""
+    return "imported" if source == IMPORTED_PSEUDO else source.split(":", 1)[-1]
 
 
 def derive_av(audio: np.ndarray | None, visual: np.ndarray | None) -> np.ndarray | None:
@@ -44,6 +61,8 @@ class TimelinePanel(QWidget):
     cursor_moved = Signal(str, int, int)
     active_track_changed = Signal(str)
     run_chosen = Signal(object)  # 'prediction:<run>' (None: there is none)
+    pseudo_chosen = Signal(str)  # 'pseudo' or 'pseudo:<name>'
+    picker_left = Signal()  # Return or Escape in the focused pseudo picker: the keyboard goes back to the grids
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -51,6 +70,9 @@ class TimelinePanel(QWidget):
         self._titles: dict[str, QLabel] = {}
         self._active = "audio"
         self._current = {t: np.zeros(GRID_SHAPE, dtype=np.uint8) for t in EDITABLE_TRACKS}
+        self._layers: dict[str, dict[str, np.ndarray | None]] = {}  # per track (derived AV too), as shown
+        self._pseudo_sources: list[str] | None = None  # the clip's (None: no clip)
+        self._pseudo_choice = IMPORTED_PSEUDO
         self._theme_pending = False
 
         outer = QVBoxLayout(self)
@@ -61,15 +83,20 @@ class TimelinePanel(QWidget):
         column = QVBoxLayout(body)
         column.setContentsMargins(0, 0, 0, 0)
         column.setSpacing(2)
+        self.pseudo_diff: dict[str, QLabel] = {}
         for track, timeline in self._timelines.items():
             title = QLabel()
             title.setTextFormat(Qt.TextFormat.RichText)
             title.setContentsMargins(10, 8, 0, 0)
             self._titles[track] = title
-            column.addWidget(title)
+            if track in EDITABLE_TRACKS:  # the title row also holds the pseudo picker (audio) and its differences
+                column.addLayout(self._title_row(track, title))
+            else:
+                column.addWidget(title)
             column.addWidget(timeline)
             self._connect(track, timeline)
         column.addStretch(1)
+        self.set_pseudo_sources(None, IMPORTED_PSEUDO)
         scroll = QScrollArea()
         scroll.setWidget(body)
         scroll.setWidgetResizable(True)
@@ -127,6 +154,60 @@ class TimelinePanel(QWidget):
         bar.addWidget(self._others)
         return bar
 
+    def _title_row(self, track: str, title: QLabel) -> QHBoxLayout:
+        """A track's title, then (right) how many cells of the shown pseudo source differ from its grid; the audio
+        row also holds the pseudo picker (the toolbar has no room left in a 1280-pixel window)."""
+        row = QHBoxLayout()
+        row.setContentsMargins(0, 0, 12, 0)
+        row.setSpacing(6)
+        row.addWidget(title, 0, Qt.AlignmentFlag.AlignBottom)
+        row.addStretch(1)
+        if track == "audio":
+            self._build_pseudo_picker(row)
+        diff = QLabel("")
+        diff.setEnabled(False)  # dim: a count, not a control
+        diff.setToolTip("Cells (class × second) where the pseudo source shown differs from this track's grid")
+        row.addWidget(diff, 0, Qt.AlignmentFlag.AlignBottom)
+        self.pseudo_diff[track] = diff
+        return row
+
+    def _build_pseudo_picker(self, row: QHBoxLayout) -> None:
+        label = QLabel("P&seudo layer")
+        self.pseudo_combo = QComboBox(toolTip=(
+            "The pseudo-label source the read-only 'Pseudo' layer shows on both tracks, kept from clip to clip: "
+            "'imported' (the imported pseudo-labels) or a generated set (Model > Generate pseudo-labels…). "
+            "The grid you edit stays your labels, else the imported pseudo-labels. Alt+S or Ctrl+Shift+P "
+            "(next source) from the keyboard; the diff view (Ctrl+E) against Pseudo shows the differences"))
+        self.pseudo_combo.setFocusPolicy(Qt.FocusPolicy.ClickFocus)  # Tab stays the editor's track switch
+        self.pseudo_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+        self.pseudo_combo.currentIndexChanged.connect(lambda _: self._pseudo_activated())
+        self.pseudo_combo.installEventFilter(self)  # its arrow keys are its own, not the editor's shortcuts
+        label.setBuddy(self.pseudo_combo)
+        row.addWidget(label, 0, Qt.AlignmentFlag.AlignBottom)
+        row.addWidget(self.pseudo_combo, 0, Qt.AlignmentFlag.AlignBottom)
+        row.addSpacing(6)
+
+    def eventFilter(self, watched, event) -> bool:
+        """The focused pseudo picker keeps the keys that walk its list (the editor binds the arrows to its
+        cursor), so arrows switch sources at once; Return or Escape hand the keyboard back."""
+        if watched is self.pseudo_combo and event.type() in (QEvent.Type.ShortcutOverride, QEvent.Type.KeyPress):
+            key = event.key()
+            plain = not event.modifiers() & ~Qt.KeyboardModifier.KeypadModifier
+            if plain and key in PICKER_KEYS + LEAVE_KEYS:
+                if event.type() == QEvent.Type.ShortcutOverride:
+                    event.accept()
+                    return True
+                if key in LEAVE_KEYS:
+                    self.picker_left.emit()
+                    return True
+        return super().eventFilter(watched, event)
+
+    def _pseudo_activated(self) -> None:
+        source = self.pseudo_combo.currentData()
+        if source is not None and source != self._pseudo_choice:
+            self._pseudo_choice = source
+            self.pseudo_chosen.emit(source)
+
     def _connect(self, track: str, timeline: TrackTimeline) -> None:
         timeline.edit_requested.connect(lambda cells, value, t=track: self.edit_requested.emit(t, cells, value))
         timeline.segment_clicked.connect(self.segment_clicked)
@@ -149,6 +230,64 @@ class TimelinePanel(QWidget):
         self.run_combo.setEnabled(bool(sources))
         self.run_combo.blockSignals(False)
 
+    def set_pseudo_sources(self, sources: list[str] | None, chosen: str) -> None:
+        """The clip's pseudo sources to pick from (None: no clip on screen), `chosen` selected and marked
+        "(none on this clip)" when the clip lacks it; no signal. Call before `set_clip`/`set_layers`."""
+        self._pseudo_sources = None if sources is None else list(sources)
+        self._pseudo_choice = chosen
+        combo = self.pseudo_combo
+        combo.blockSignals(True)
+        combo.clear()
+        for source in sources or []:
+            combo.addItem(pseudo_title(source), source)
+        if sources is not None and chosen not in sources:
+            combo.addItem(f"{pseudo_title(chosen)} {MISSING}", chosen)
+            combo.setItemData(combo.count() - 1, QColor(MISSING_COLOUR), Qt.ItemDataRole.ForegroundRole)
+        if sources is None:
+            combo.addItem(pseudo_title(chosen), chosen)
+        combo.setCurrentIndex(max(combo.findData(chosen), 0))
+        combo.setEnabled(bool(sources))
+        missing = sources is not None and chosen not in sources
+        combo.setStyleSheet(f"QComboBox {{ color: {MISSING_COLOUR}; }}" if missing else "")
+        combo.blockSignals(False)
+        self._update_pseudo_diff()
+
+    def pseudo_source(self) -> str:
+        """The pseudo source the 'pseudo' layer shows."""
+        return self._pseudo_choice
+
+    def pseudo_missing(self) -> bool:
+        """True while the clip on screen lacks the chosen pseudo source (its layer reads "n/a")."""
+        return self._pseudo_sources is not None and self._pseudo_choice not in self._pseudo_sources
+
+    def next_pseudo_source(self) -> str | None:
+        """The clip's pseudo source after the chosen one (wrapping), chosen and announced; None: nothing else."""
+        sources = [s for s in (self._pseudo_sources or []) if s != self._pseudo_choice]
+        if not sources:
+            return None
+        ordered = self._pseudo_sources or []
+        after = (ordered.index(self._pseudo_choice) + 1) if self._pseudo_choice in ordered else 0
+        source = ordered[after % len(ordered)]
+        self.pseudo_combo.setCurrentIndex(self.pseudo_combo.findData(source))
+        self._pseudo_activated()
+        return source
+
+    def _update_pseudo_diff(self) -> None:
+        """Per track, 'zs differs in 3 cells': the chosen pseudo source against the grid being edited."""
+        name = pseudo_title(self._pseudo_choice)
+        for track, count in self.pseudo_differences().items():
+            text = "" if count is None or self._pseudo_sources is None else (
+                f"{name} agrees" if count == 0 else f"{name} differs in {count} cell{'s' * (count != 1)}")
+            self.pseudo_diff[track].setText(text)
+
+    def pseudo_differences(self) -> dict[str, int | None]:
+        """Per track, the cells where the shown pseudo layer differs from the grid being edited (None: no layer)."""
+        out: dict[str, int | None] = {}
+        for track in EDITABLE_TRACKS:
+            grid = self._layers.get(track, {}).get("pseudo")
+            out[track] = None if grid is None else int((grid != self._current[track]).sum())
+        return out
+
     def preferred_height(self) -> int:
         """Height that shows the toolbar and all three tracks (weak rows) without scrolling."""
         return self.layout().itemAt(0).sizeHint().height() + self._scroll.widget().sizeHint().height() + 12
@@ -163,17 +302,42 @@ class TimelinePanel(QWidget):
         layers: Mapping[str, Mapping[str, np.ndarray | None]] | None = None,
     ) -> None:
         """Show a clip: current grids and reference layers per track ('audio', 'visual')."""
-        layers = layers or {}
         self._current = {t: np.asarray(current[t]).astype(np.uint8) for t in EDITABLE_TRACKS}
+        per_track, slots = self._per_track(layers or {})
+        grids = {**self._current, "audio_visual": self._derived()}
+        for track, timeline in self._timelines.items():
+            timeline.set_reference_slots(slots)
+            timeline.set_layer_titles(self._layer_titles(), rebuild=False)
+            timeline.set_clip(weak, grids[track], per_track[track])
+        self._update_pseudo_diff()
+
+    def set_layers(self, layers: Mapping[str, Mapping[str, np.ndarray | None]]) -> None:
+        """Other reference layers on the clip on screen (another pseudo source picked): grids, cursor and
+        selection stay."""
+        per_track, slots = self._per_track(layers)
+        for track, timeline in self._timelines.items():
+            timeline.set_reference_slots(slots)
+            timeline.set_layer_titles(self._layer_titles(), rebuild=False)
+            timeline.set_layers(per_track[track])
+        self._update_pseudo_diff()
+
+    def _layer_titles(self) -> dict[str, str]:
+        """A generated pseudo source's name over its layer and in the diff legend (the imported one: "Pseudo")."""
+        return {} if self._pseudo_choice == IMPORTED_PSEUDO else {"pseudo": pseudo_title(self._pseudo_choice)}
+
+    def _per_track(self, layers: Mapping[str, Mapping[str, np.ndarray | None]]):
+        """(layers per timeline, the derived heard-and-seen one included; the mini-grid slots to reserve). The
+        pseudo slot stays, reading "n/a", when a chosen pseudo source is missing on this clip but another is
+        there or one was picked: the reviewer sees the absence, not a layout that silently changed."""
         per_track = {t: {n: (layers.get(t) or {}).get(n) for n in LAYER_NAMES} for t in EDITABLE_TRACKS}
         per_track["audio_visual"] = {
             n: derive_av(per_track["audio"][n], per_track["visual"][n]) for n in LAYER_NAMES
         }
-        slots = [n for n in LAYER_NAMES if any(per_track[t][n] is not None for t in EDITABLE_TRACKS)]
-        grids = {**self._current, "audio_visual": self._derived()}
-        for track, timeline in self._timelines.items():
-            timeline.set_reference_slots(slots)
-            timeline.set_clip(weak, grids[track], per_track[track])
+        self._layers = per_track
+        keep_pseudo = self.pseudo_missing() and (bool(self._pseudo_sources) or self._pseudo_choice != IMPORTED_PSEUDO)
+        slots = [n for n in LAYER_NAMES if any(per_track[t][n] is not None for t in EDITABLE_TRACKS)
+                 or (n == "pseudo" and keep_pseudo)]
+        return per_track, slots
 
     def set_current(self, track: str, grid: np.ndarray) -> None:
         """Redraw one edited track and the derived heard-and-seen row."""
@@ -182,6 +346,7 @@ class TimelinePanel(QWidget):
         self._current[track] = np.asarray(grid).astype(np.uint8)
         self._timelines[track].set_current(self._current[track])
         self._timelines["audio_visual"].set_current(self._derived())
+        self._update_pseudo_diff()
 
     def _derived(self) -> np.ndarray:
         return derive_av(self._current["audio"], self._current["visual"])

@@ -57,6 +57,10 @@ class SceneLayout:
     slots: Sequence[str]  # reference layers given a mini grid in side mode
     layers: Mapping[str, np.ndarray | None]
     diff_ref: str
+    titles: Mapping[str, str] | None = None  # layer -> its title where not LAYER_TITLES' (the pseudo source shown)
+
+    def title(self, name: str) -> str:
+        return (self.titles or {}).get(name) or LAYER_TITLES[name]
 
     @property
     def rows(self) -> list[int]:
@@ -223,7 +227,7 @@ class TimelineScene:
         for slot, name in enumerate(layout.slots):
             x = g.mini_x(slot)
             width = NUM_SEGMENTS * MINI_CELL_W
-            self._add_text(LAYER_TITLES[name], QRectF(x - 6, 0, width + 12, HEADER_H), muted, font, "center")
+            self._add_text(layout.title(name), QRectF(x - 6, 0, width + 12, HEADER_H), muted, font, "center")
             grid = layout.layers.get(name)
             if grid is None:
                 box = self._add_item(QGraphicsRectItem(x, g.weak_y, width, g.rows_bottom - g.weak_y), z=1)
@@ -241,7 +245,7 @@ class TimelineScene:
     def _add_legend(self, text: QColor, muted: QColor, font: QFont) -> None:
         layout = self._layout
         x = layout.geom.legend_x
-        title = f"vs {LAYER_TITLES[layout.diff_ref]}"
+        title = f"vs {layout.title(layout.diff_ref)}"
         self._add_text(title, QRectF(x, 0, 200, HEADER_H), muted, font)
         if layout.layers.get(layout.diff_ref) is None:
             self._add_text(f"no {layout.diff_ref} layer", QRectF(x, HEADER_H, 200, LEGEND_ROW_H), muted, font)

@@ -1,12 +1,15 @@
-"""Training from the window, in a separate process: `avvp-studio train ... --events` (or torchrun for
-every GPU), or `avvp-studio avs train ... --events` for audio-visual segmentation, its JSON-lines
-events read as they come, its stderr kept for when it fails.
+"""Long work from the window in a separate process: `avvp-studio train ... --events` (or torchrun for
+every GPU), `avvp-studio avs train ... --events` for audio-visual segmentation, `avvp-studio pseudo-label
+... --events` (ui/pseudo_dialog.py); its JSON-lines events read as they come, its stderr kept for when it
+fails. One runner (`ProcessRunner`) serves every such command: a request only says its command line
+(`CommandRequest.argv`) and how long a cancel may take.
 
-The GUI process never imports torch for this and never trains: a crash, a CUDA out-of-memory
-or a kill of the training process leaves the window as it was, and the window shows why with
-the tail of the log. Cancel sends SIGINT, which the command turns into a clean stop after the
-current step (last.pt stays resumable); a process still there after the grace (CANCEL_GRACE_S,
-TORCHRUN_GRACE_S for torchrun) gets SIGTERM, then SIGKILL.
+The GUI process never imports torch for this and never does the work: a crash, a CUDA out-of-memory
+or a kill of the process leaves the window as it was, and the window shows why with the tail of
+the log. Cancel sends SIGINT, which the command turns into a clean stop (training: after the
+current step, last.pt stays resumable; pseudo-labels: nothing half-written, nothing stored); a
+process still there after the grace (CANCEL_GRACE_S, TORCHRUN_GRACE_S for torchrun) gets SIGTERM,
+then SIGKILL.
 """
 from __future__ import annotations
 
@@ -22,21 +25,52 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, QProcess, QProcessEnvironment, QTimer, Signal
 from sqlalchemy import URL, make_url
+from sqlalchemy.exc import ArgumentError
 
 CANCEL_GRACE_S = 10.0
 TORCHRUN_GRACE_S = 40.0  # torchrun waits up to 30 s for its workers after a signal
 KILL_AFTER_TERM_S = 5.0
 READ_BUDGET_S = 0.005  # about the longest the GUI thread spends on events at one go
 EVENTS_PER_SIGNAL = 64
-TRAINING_NICENESS = 10  # the training process's nice value (Unix)
+TRAINING_NICENESS = 10  # the worker process's nice value (Unix): training and pseudo-labelling alike
 LOG_TAIL_LINES = 60
 
 
+class CommandRequest:
+    """What a `ProcessRunner` starts. Subclasses are dataclasses with at least `name` and `db` (a database
+    URL or SQLite path) and say their command line in `argv`; the password of a server URL never goes on it."""
+
+    what = "process"  # in messages: "could not start the <what> process"
+    name: str
+    db: str
+
+    def argv(self, python: str = sys.executable) -> list[str]:
+        raise NotImplementedError
+
+    def cancel_grace_s(self) -> float:
+        """How long after the SIGINT of a cancel the process may take to stop before it is terminated."""
+        return CANCEL_GRACE_S
+
+    def without_password(self) -> tuple[CommandRequest, str | None]:
+        """(this request with the database URL's password taken out, the password): a password in a
+        command line is readable by every local user (/proc/PID/cmdline) and would be echoed in the
+        log; the runner hands it to the process as PGPASSWORD, which libpq reads."""
+        try:
+            url = make_url(self.db)
+        except (ArgumentError, ValueError):  # a plain SQLite path
+            return self, None
+        if not url.password:
+            return self, None
+        bare = URL.create(url.drivername, url.username, None, url.host, url.port, url.database, url.query)
+        return dataclasses.replace(self, db=bare.render_as_string(hide_password=False)), str(url.password)
+
+
 @dataclass
-class TrainRequest:
+class TrainRequest(CommandRequest):
     """What the panel asks for; `argv` is the command line it becomes."""
 
     task = "avvp"  # not a field: the kind of run (AVSTrainRequest: "avs")
+    what = "training"
 
     data: str
     db: str
@@ -76,18 +110,9 @@ class TrainRequest:
                     "-m", "inference.train_ddp", *args[1:]]
         return [python, "-m", "app.main", *args, "--device", self.device]
 
-    def without_password(self) -> tuple["TrainRequest", str | None]:
-        """(this request with the database URL's password taken out, the password): a password in a
-        command line is readable by every local user (/proc/PID/cmdline) and would be echoed in the
-        log; the runner hands it to the process as PGPASSWORD, which libpq reads."""
-        try:
-            url = make_url(self.db)
-        except Exception:  # a plain SQLite path
-            return self, None
-        if not url.password:
-            return self, None
-        bare = URL.create(url.drivername, url.username, None, url.host, url.port, url.database, url.query)
-        return dataclasses.replace(self, db=bare.render_as_string(hide_password=False)), str(url.password)
+    def cancel_grace_s(self) -> float:
+        # torchrun gives its workers 30 s to stop once told; they must not be orphaned on the GPUs
+        return TORCHRUN_GRACE_S if self.device == "all" else CANCEL_GRACE_S
 
 
 @dataclass
@@ -128,10 +153,12 @@ class AVSTrainRequest(TrainRequest):
         return [python, "-m", "app.main", *args, "--device", self.device]
 
 
-class TrainingRunner(QObject):
-    """One training process at a time. Signals: `events` (the JSON events read in one go, a list of
-    dicts), `log` (each stderr line), `finished` (status: finished | stopped | failed | crashed, exit
-    code, the log's tail). `announced`: whether the process said its own verdict (a "done" event);
+class ProcessRunner(QObject):
+    """One process at a time (a training run, a pseudo-label generation). Signals: `events` (the JSON events
+    read in one go, a list of dicts), `log` (each stderr line), `finished` (status: finished | stopped |
+    failed | crashed, exit code, the log's tail). The status is the "done" event's (finished when it names
+    none), else stopped after a cancel, failed after an "error" event, crashed when the process ended
+    otherwise with a non-zero code. `announced`: whether the process said its own verdict (a "done" event);
     when it did not (killed, crashed), the runs table may still say "running" and the panel fixes it."""
 
     events = Signal(list)  # the events read in one go (dicts, in order): one signal, not one per step
@@ -145,6 +172,7 @@ class TrainingRunner(QObject):
         self.tail: deque[str] = deque(maxlen=LOG_TAIL_LINES)
         self._out = self._err = b""
         self._status: str | None = None  # from the "done" event
+        self._said_error = False  # an "error" event came
         self._pending: deque[str] = deque()  # stdout lines read, not yet handled
         self._drain_scheduled = False
         self._exit: tuple[int, QProcess.ExitStatus] | None = None  # the process ended, its events still read
@@ -152,6 +180,7 @@ class TrainingRunner(QObject):
         self._grace_s = CANCEL_GRACE_S
         self._terminated = False
         self.announced = False
+        self._what = "process"  # the request's `what`, for messages
         self._kill_timer = QTimer(self)
         self._kill_timer.setSingleShot(True)
         self._kill_timer.timeout.connect(self._kill)
@@ -161,15 +190,16 @@ class TrainingRunner(QObject):
         return self._exit is not None or (self.process is not None
                                           and self.process.state() != QProcess.ProcessState.NotRunning)
 
-    def start(self, request: TrainRequest, cwd: str | Path | None = None) -> None:
+    def start(self, request: CommandRequest, cwd: str | Path | None = None) -> None:
         if self.running():
-            raise RuntimeError("a training run is already going")
+            raise RuntimeError(f"a {self._what} process is already going")
         self.tail.clear()
         self._pending.clear()
         self._out = self._err = b""
         self._status, self._cancelled, self.announced, self._terminated = None, False, False, False
-        # torchrun gives its workers 30 s to stop once told; they must not be orphaned on the GPUs
-        self._grace_s = TORCHRUN_GRACE_S if request.device == "all" else CANCEL_GRACE_S
+        self._said_error = False
+        self._what = request.what
+        self._grace_s = request.cancel_grace_s()
         request, password = request.without_password()
         argv = request.argv()  # a request it cannot become (ValueError) leaves no process behind
         process = self.process = QProcess(self)
@@ -192,7 +222,7 @@ class TrainingRunner(QObject):
         self.started.emit()
 
     def _lower_priority(self) -> None:
-        """The training process yields the CPU to the window: on a small machine its threads would
+        """The worker process yields the CPU to the window: on a small machine its threads would
         otherwise take every core and the annotator's clicks would wait. Set as soon as the process
         exists, before torch starts its worker threads (Linux niceness is per thread, inherited)."""
         pid = self.process.processId() if self.process is not None else 0
@@ -203,8 +233,8 @@ class TrainingRunner(QObject):
                 pass
 
     def cancel(self) -> None:
-        """Stop after the current step (one SIGINT: the command's clean stop; a second would abort it,
-        so a second cancel does nothing); terminated, then killed, if it lingers."""
+        """Stop cleanly (one SIGINT: the command's clean stop, training's after the current step; a second
+        would abort it, so a second cancel does nothing); terminated, then killed, if it lingers."""
         if not self.running() or self._cancelled or self._exit is not None:
             return
         self._cancelled = True
@@ -281,8 +311,9 @@ class TrainingRunner(QObject):
                 continue
             if isinstance(event, dict) and "event" in event:
                 if event["event"] == "done":
-                    self._status = event.get("status")
+                    self._status = event.get("status") or "finished"
                 elif event["event"] == "error":
+                    self._said_error = True
                     self._keep("error: " + str(event.get("message")))
                 batch.append(event)
         return batch
@@ -302,7 +333,7 @@ class TrainingRunner(QObject):
 
     def _error(self, error: QProcess.ProcessError) -> None:
         if error == QProcess.ProcessError.FailedToStart:
-            self._keep(f"could not start the training process: {self.process.errorString()}")
+            self._keep(f"could not start the {self._what} process: {self.process.errorString()}")
             self._finish("crashed", -1)
 
     def _finished(self, code: int, exit_status: QProcess.ExitStatus) -> None:
@@ -324,6 +355,8 @@ class TrainingRunner(QObject):
             status = self._status
         elif self._cancelled:
             status = "stopped"
+        elif self._said_error:
+            status = "failed"  # it said why (kept in the tail) and ended without a verdict
         elif exit_status == QProcess.ExitStatus.CrashExit or code != 0:
             status = "crashed"  # no "done": killed, out of memory, an exception
         else:
@@ -336,3 +369,6 @@ class TrainingRunner(QObject):
             self.process.deleteLater()  # one QProcess per run, not one more per run for the window's life
             self.process = None
         self.finished.emit(status, code, "\n".join(self.tail))
+
+
+TrainingRunner = ProcessRunner  # the training panel's name for it

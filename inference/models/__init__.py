@@ -1,4 +1,4 @@
-"""AVVP models (HAN, VALOR, MUG, LINK) behind one registry and one interface.
+"""AVVP models (HAN, VALOR, MUG, LINK, EAR) behind one registry and one interface.
 
 The contract every model implements (subclass `AVVPModel`, register with
 `register_model(name, ConfigDataclass, recipe={...}, variants={...})`):
@@ -30,6 +30,12 @@ Construction
     `total` a scalar tensor to backpropagate, `parts` a dict of floats for the
     log (e.g. {"video": .., "segment_audio": .., "segment_visual": ..}).
     `inference.models.base.pseudo_label_loss` is the shared VALOR/LINK term.
+
+`fit_train_labels(pseudo_audio, pseudo_visual) -> str` (optional)
+    For a loss that needs statistics of the training targets (EAR's class-balance
+    weights): the AVVP task calls it before the first epoch with the TRAIN clips'
+    segment pseudo-labels (N, 10, 25) (those that have them) and logs the note it
+    returns; the model keeps the statistics as buffers, so they are in checkpoints.
 
 Reusable pieces: `inference.models.han.HybridAttentionEncoder` and
 `MMILPooling` (the HAN tail), `inference.models.base.check_outputs` (tests).

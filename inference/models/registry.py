@@ -34,8 +34,10 @@ BUILTIN_MODULES: dict[str, str] = {
     "valor": "inference.models.han",
     "mug": "inference.models.mug",
     "link": "inference.models.link",
+    "ear": "inference.models.ear",
     "avs_mamba": "inference.models.avs_mamba",
     "avs_visual_only": "inference.models.avs_mamba",
+    "ear_generator": "inference.models.ear_generator",
 }
 
 

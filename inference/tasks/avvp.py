@@ -171,6 +171,11 @@ class AVVPTask:
             if lacking:
                 notes.append(f"{lacking} of {len(train)} train clips have no segment pseudo-labels ({where}); "
                              "their segment terms are left out")
+            if hasattr(model, "fit_train_labels"):
+                # a loss that needs statistics of the training targets (EAR's class-balance weights) gets them
+                # from the TRAIN clips' pseudo-labels only; the model keeps them as buffers (in checkpoints)
+                kept = train[self.labels.has_pseudo[train]]
+                notes.append(model.fit_train_labels(self.labels.pseudo_audio[kept], self.labels.pseudo_visual[kept]))
         checked = self.check_inputs(self.labels.indices("all"))
         notes.append(f"inputs: {checked} files of {len(self.labels)} clips checked (shape, dtype, finite)")
         return notes
