@@ -6,6 +6,7 @@ Stage 2 (its pseudo-labels for LLP) is `avvp-studio pseudo-label --method ear --
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import threading
 from pathlib import Path
@@ -80,6 +81,15 @@ def check_arguments(args: argparse.Namespace) -> None:
                          "clips a person corrected, with the LLP folder of their features)")
 
 
+def _llp_overlap_kept(folder: str) -> int:
+    """How many videos the folder's import kept although they share a YouTube id with LLP val/test."""
+    try:
+        manifest = json.loads((Path(folder) / "dense_events.json").read_text(encoding="utf-8"))
+        return len(manifest["import"]["llp_check"]["overlap_kept"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0  # a folder made otherwise: its own reader refuses it if it is not a dense-event folder
+
+
 def config_from_args(args: argparse.Namespace):
     """The recipe with the options given; with --resume, RUN_DIR's stored config with them."""
     from annotation.files import present
@@ -90,6 +100,8 @@ def config_from_args(args: argparse.Namespace):
     given = {k: getattr(args, k) for k in _OVERRIDES if getattr(args, k) is not None}
     model_options = dict(args.model_config or {})
     task_options = {"source": "dense" if args.dense else "store"}
+    if args.dense:
+        task_options["llp_overlap_kept"] = _llp_overlap_kept(args.dense)
     for key in ("window", "val_fraction"):
         if getattr(args, key) is not None:
             task_options[key] = getattr(args, key)

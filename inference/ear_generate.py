@@ -6,7 +6,10 @@ gives dynamic audio and visual probabilities P (10, 25) (Eq. 4). The pseudo-labe
 
     Y^ = 1[P > theta] AND y_weak        (strict >, gated by the clip's video-level label)
 
-and its confidence (UWAV's soft pseudo-label) is P gated the same way. theta defaults to the generator
+and its confidence (UWAV's soft pseudo-label) is P gated the same way. Captions: the LLP folder's caption
+files as `avvp-studio features` writes them, i.e. VALOR's prompts, while a generator pre-trained on UnAV saw
+EAR's templates ("A photo of <event>", "This is the sound of <event>"); the paper does not say which prompts
+its stage 2 used. Another set of LLP captions can be put in DIR/text/ to change that. theta defaults to the generator
 config's `pseudo_threshold` (EAR's value was lost from the text; 0.5, see
 `inference.models.ear_generator`) and can be given. Honesty: the probabilities read features and captions
 only; the weak label enters through the gate alone, so the labels are TRAINING TARGETS and quality
@@ -14,6 +17,7 @@ figures, reported as gated (`clip_probabilities` is the ungated part).
 """
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -96,13 +100,13 @@ def gate(prob: np.ndarray, weak: np.ndarray, threshold: float) -> tuple[np.ndarr
     return ((prob > threshold) & allowed).astype(np.uint8), np.where(allowed, prob, 0.0).astype(np.float32)
 
 
-def _generator_data(run_dir: Path) -> str | None:
+def _task_options(run_dir: Path) -> dict:
     try:
         train = read_json(run_dir / "config.json", "a run's config.json").get("train", {})
     except RunError:
-        return None
+        return {}
     options = train.get("task_options") if isinstance(train, dict) else None
-    return options.get("source") if isinstance(options, dict) else None
+    return options if isinstance(options, dict) else {}
 
 
 def ear_pseudo_set(run_dir: str | Path, data_dir: str | Path, labels: LabelSet, name: str, device: str = "auto",
@@ -121,6 +125,12 @@ def ear_pseudo_set(run_dir: str | Path, data_dir: str | Path, labels: LabelSet, 
     else:
         theta, how = float(threshold), "given (--threshold)"
     probs = clip_probabilities(model, data_dir, labels.video_ids, resolve_device(device), progress)
+    options = _task_options(Path(run_dir))
+    overlap = int(options.get("llp_overlap_kept") or 0)
+    if overlap:
+        print(f"warning: the generator was pre-trained on a dense-event folder that keeps {overlap} videos sharing a "
+              "YouTube id with LLP val/test clips (import unav --keep-llp-overlap): this set's val/test quality is "
+              "not a clean figure", file=sys.stderr)
     audio, visual, scores_a, scores_v = {}, {}, {}, {}
     for vid, weak in zip(labels.video_ids, labels.weak):
         p_a, p_v = probs[vid]
@@ -129,7 +139,7 @@ def ear_pseudo_set(run_dir: str | Path, data_dir: str | Path, labels: LabelSet, 
     report = {
         "method": METHOD, "name": name, "generator": str(Path(run_dir).resolve()),
         "generator_epoch": meta.get("epoch"), "generator_val": meta.get("val"),
-        "generator_data": _generator_data(Path(run_dir)), "threshold": theta, "threshold_how": how,
+        "generator_data": options.get("source"), "llp_overlap_kept": overlap, "threshold": theta, "threshold_how": how,
         "thresholds": {"audio": theta, "visual": theta},
         "rule": "segment probability > threshold (strict) AND the clip's weak label (EAR Eq. 9); scores = the "
                 "generator's dynamic probability where the weak label allows the class, else 0",

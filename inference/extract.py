@@ -399,6 +399,25 @@ def _write(out: Path, video_id: str, track: str, array: np.ndarray) -> None:
     replace_file(child_path(out / FEATURE_DIRS[track], f"{video_id}.npy"), npy_bytes(array.astype(np.float32)))
 
 
+def _check_same_encoders(root: Path, clip_encoder, clap_encoder) -> None:
+    """A clip is only skipped as done when its features come from the encoders asked for now: the caption
+    files are rewritten at the end, and features of one encoder against captions of another would give
+    zero-shot labels, priors and EAR's generator meaningless similarities without any error."""
+    path = root / CAPTIONS_JSON
+    try:
+        previous = json.loads(path.read_text(encoding="utf-8"))
+        before = {track: previous[track]["encoder"] for track in ("visual", "audio")}
+    except (OSError, ValueError, KeyError, TypeError):
+        before = None
+    now = {"visual": clip_encoder.name, "audio": clap_encoder.name}
+    if before != now:
+        found = "no record of the encoders that made them" if before is None else (
+            f"they were made by {before['visual']!r} / {before['audio']!r}")
+        raise DataFileError(path, f"features exist in {root} but {found}; asked for {now['visual']!r} / "
+                                  f"{now['audio']!r}: pass --force to extract every clip again with these, or --out "
+                                  "another folder")
+
+
 def write_captions(out: str | Path, classes: Sequence[str], clip_encoder, clap_encoder) -> dict:
     """text/clip_captions.npy, text/clap_captions.npy ((C, d) float32, L2-normalised rows, in the order of
     `classes`) and text/captions.json (prompts, logit scale, encoder of each), each replaced whole."""
@@ -425,10 +444,11 @@ def default_workers() -> int:
 def extract_features(data_dir: str | Path, clip_encoder, clap_encoder, *, out: str | Path | None = None,
                      batch_clips: int = 8, force: bool = False, workers: int | None = None,
                      progress: Progress | None = None) -> ExtractReport:
-    """Write DIR/CLIP/features/<id>.npy (T, d_v) and DIR/CLAP/features/<id>.npy (T, d_a) for every clip with a
-    readable video (into `out` instead of DIR when given), then the caption files.
+    """Write the caption files, then DIR/CLIP/features/<id>.npy (T, d_v) and DIR/CLAP/features/<id>.npy (T, d_a)
+    for every clip with a readable video (into `out` instead of DIR when given).
 
-    Resumable: a clip whose two files exist with the right shape is skipped unless `force`; each file is
+    Resumable: a clip whose two files exist with the right shape is skipped unless `force`, and only when
+    text/captions.json says the same encoders made them (else refused: `force` re-extracts all); each file is
     replaced whole, so a killed run leaves finished clips done and no partial file. Videos are decoded
     by `workers` threads (default: `default_workers()`) ahead of the models; `batch_clips` clips go through each model at once. A
     missing or unreadable video is skipped and reported in `failed`."""
@@ -447,10 +467,18 @@ def extract_features(data_dir: str | Path, clip_encoder, clap_encoder, *, out: s
         for job in clips.jobs:
             if not force and _done(root, job, dims):
                 report.already_done += 1
+                _check_same_encoders(root, clip_encoder, clap_encoder)
             elif job.video is None:
                 report.failed[job.video_id] = "no video file (the dense-event index has none for it)"
             else:
                 todo.append(job)
+        if force:  # the caption record below names the new encoders: no older feature may stay beside it
+            for job in todo:
+                for folder in FEATURE_DIRS.values():
+                    (root / folder / f"{job.video_id}.npy").unlink(missing_ok=True)
+        # captions first: they are the record of which encoders wrote this folder's features, so a run
+        # stopped half-way resumes (the same encoders) or is refused (others) on the next call
+        report.captions = write_captions(root, clips.classes, clip_encoder, clap_encoder)
         total = len(todo)
         note("features", 0, total)
         finished = 0
@@ -471,7 +499,6 @@ def extract_features(data_dir: str | Path, clip_encoder, clap_encoder, *, out: s
                 report.written += len(ok)
             finished += len(batch)
             note("features", finished, total)
-        report.captions = write_captions(root, clips.classes, clip_encoder, clap_encoder)
     report.seconds = time.monotonic() - started
     return report
 

@@ -132,7 +132,12 @@ def best_threshold(scores: np.ndarray, truth: np.ndarray, missed: int = 0) -> tu
     distinct = np.append(s[:-1] > s[1:], True)  # a cut may only fall between different scores
     f1 = np.where(distinct, 2 * tp / (k + positives), -1.0)
     best = int(np.argmax(f1))
-    threshold = (s[best] + s[best + 1]) / 2 if best + 1 < len(s) else s[best] - 1.0
+    if best + 1 < len(s):
+        threshold = np.float32((s[best] + s[best + 1]) / 2)  # thresholds are kept as float32
+        if not s[best] > threshold:  # adjacent float32 scores: the midpoint rounded onto the kept score
+            threshold = np.float32(s[best + 1])
+    else:
+        threshold = s[best] - 1.0
     return float(threshold), float(f1[best])
 
 

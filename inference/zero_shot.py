@@ -89,11 +89,15 @@ def logit_scales(captions: dict | None) -> dict[str, float]:
 
 
 def untrained_encoders(captions: dict | None) -> dict[str, str]:
-    """track -> encoder description, for the tracks whose encoder is random or tiny."""
+    """track -> encoder description, for the tracks whose encoder had random weights: captions.json's
+    `random_weights` flag (written by `avvp-studio features`), else, for files without it, the words
+    'random'/'tiny' in the encoder's description."""
     found = {}
     for track in TRACKS:
-        encoder = str((captions or {}).get(track, {}).get("encoder", ""))
-        if any(mark in encoder.lower() for mark in UNTRAINED_MARKS):
+        meta = (captions or {}).get(track, {})
+        encoder = str(meta.get("encoder", ""))
+        flag = meta.get("random_weights")
+        if flag or (flag is None and any(mark in encoder.lower() for mark in UNTRAINED_MARKS)):
             found[track] = encoder
     return found
 

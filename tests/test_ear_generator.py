@@ -229,7 +229,7 @@ def test_pretrain_on_a_dense_event_folder_selects_the_best_val_epoch_and_resumes
     assert load_checkpoint(run / "checkpoint.pt")["epoch"] == metrics["best_epoch"]
     assert set(metrics["val"]["tracks"]) == {"av"} and metrics["test"]["clips"] == 3
     config = json.loads((run / "config.json").read_text())
-    assert config["train"]["model_config"]["audio_dim"] == DA and config["train"]["task_options"] == {"source": "dense"}
+    assert config["train"]["model_config"]["audio_dim"] == DA and config["train"]["task_options"] == {"source": "dense", "llp_overlap_kept": 0}
     log = (run / "train.log").read_text()
     assert "uni-modal labels migrated per batch (tau_audio 0.98, tau_visual 0.95)" in log and "7 classes" in log
 
@@ -391,3 +391,13 @@ def test_clear_errors_for_missing_files_mismatches_and_misuse(dense, pretrained,
     (lacking / "CLIP" / "features" / f"{labels.video_ids[-1]}.npy").unlink()
     with pytest.raises(ValueError, match=f"{labels.video_ids[-1]}.npy: missing visual features .*--set clip_clap"):
         ear_pseudo_set(pretrained[0], lacking, labels, "x", device="cpu")
+
+
+def test_the_llp_overlap_an_import_kept_is_counted_for_the_run(tmp_path):
+    from app.cmd_ear import _llp_overlap_kept
+
+    manifest = {"format": 1, "import": {"llp_check": {"overlap_kept": ["abcdefghijk", "bcdefghijkl"]}}}
+    (tmp_path / "dense_events.json").write_text(json.dumps(manifest))
+    assert _llp_overlap_kept(str(tmp_path)) == 2
+    (tmp_path / "dense_events.json").write_text(json.dumps({"format": 1}))
+    assert _llp_overlap_kept(str(tmp_path)) == 0

@@ -373,3 +373,19 @@ def test_real_clip_end_to_end(encoders, real_clip, tmp_path):
     media = read_clip(data / "raw_videos" / "BjCEufrlXm4.mp4", 10)
     np.testing.assert_allclose(np.load(tmp_path / "out/CLIP/features/BjCEufrlXm4.npy"),
                                clip.encode_images(media.frames), atol=1e-5)
+
+
+def test_features_of_other_encoders_are_not_skipped_as_done(encoders, demo):
+    from inference.encoders.clap import tiny_clap
+    from inference.encoders.clip import tiny_clip
+
+    clip, clap = encoders
+    extract_features(demo, clip, clap)
+    other_clip, other_clap = tiny_clip(seed=7), tiny_clap(seed=7)  # same widths, other weights
+    with pytest.raises(DataFileError, match="--force"):
+        extract_features(demo, other_clip, other_clap)
+    assert extract_features(demo, other_clip, other_clap, force=True).written == len(ids_of(demo))
+    assert json.loads((demo / "text/captions.json").read_text())["visual"]["encoder"] == other_clip.name
+    (demo / "text/captions.json").unlink()  # features with no record of their encoders (e.g. the demo's own)
+    with pytest.raises(DataFileError, match="no record"):
+        extract_features(demo, other_clip, other_clap)

@@ -159,3 +159,14 @@ def test_zero_priors_ablation_needs_no_prior_files(demo, tmp_path):
     without_files = predict(tmp_path / "run", labels, data, zero_priors=True)
     for a, b in zip(with_priors[:3], without_files[:3]):
         np.testing.assert_array_equal(a, b)
+
+
+def test_the_best_cut_between_adjacent_float32_scores_keeps_the_chosen_cell():
+    from inference.priors import best_threshold
+
+    high = np.float32(0.3)
+    low = np.nextafter(high, np.float32(0))  # no float32 strictly between them
+    scores, truth = np.array([high, low], np.float32), np.array([1, 0])
+    threshold, f1 = best_threshold(scores, truth)
+    assert f1 == 1.0
+    assert (scores > np.float32(threshold)).tolist() == [True, False]

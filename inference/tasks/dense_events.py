@@ -66,6 +66,9 @@ class DenseEventOptions:
     source: str | None = None  # dense | store: a resume on the other kind of data is refused
     window: int = WINDOW
     val_fraction: float = 0.1  # corrected clips held out for validation (store source)
+    # videos of the dense folder sharing a YouTube id with LLP val/test clips that its import kept
+    # (--keep-llp-overlap): every pseudo-label set of the generator reports and warns about them
+    llp_overlap_kept: int = 0
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DenseEventOptions:
