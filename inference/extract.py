@@ -58,12 +58,10 @@ from annotation.errors import DataFileError
 from annotation.files import child_path, folder_lock, present, replace_file
 from annotation.media import MediaError, decode_audio
 from annotation.npyfile import npy_bytes, npy_shape
+from inference.priors import CAPTION_FILES, CAPTIONS_JSON, FEATURE_DIRS
 
 FPS = 8  # extract_frames.py l.8: "-r 8"
 AUDIO_RATE = 48_000  # clap_preprocess.py l.86: librosa.load(..., sr=48000)
-FEATURE_DIRS = {"visual": "CLIP/features", "audio": "CLAP/features"}
-CAPTION_FILES = {"visual": "text/clip_captions.npy", "audio": "text/clap_captions.npy"}
-CAPTIONS_JSON = "text/captions.json"
 Progress = Callable[[str, int, int], None]
 
 

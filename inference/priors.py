@@ -37,7 +37,11 @@ from annotation.npyfile import npy_bytes, npy_shape, read_npy
 from annotation.taxonomy import CLASSES, NUM_CLASSES, NUM_SEGMENTS
 from inference.data import PRIOR_DIRS, LabelSet
 
+# the CLIP/CLAP part of the LLP layout: segment embeddings, the class caption embeddings and their record
+# (encoders, prompts, logit scales) as `avvp-studio features` writes them
 FEATURE_DIRS = {"audio": "CLAP/features", "visual": "CLIP/features"}
+CAPTION_FILES = {"audio": "text/clap_captions.npy", "visual": "text/clip_captions.npy"}
+CAPTIONS_JSON = "text/captions.json"
 REPORT = "segment_prior_labels.json"
 TRACKS = ("audio", "visual")
 Progress = Callable[[str, int, int], None]

@@ -43,7 +43,9 @@ import numpy as np
 from annotation.errors import DataFileError
 from annotation.files import present
 from inference.data import LabelSet
-from inference.priors import FEATURE_DIRS, load_text, load_thresholds, segment_rule, similarities, val_thresholds
+from inference.priors import (
+    CAPTION_FILES, CAPTIONS_JSON, FEATURE_DIRS, load_text, load_thresholds, segment_rule, similarities, val_thresholds,
+)
 from inference.pseudo_sets import GATING, PseudoSet
 
 Progress = Callable[[str, int, int], None]
@@ -53,8 +55,6 @@ VALOR_THRESHOLDS: dict[str, tuple[float, ...]] = {
     "visual": (20, 15, 18, 14, 15, 18, 18, 15, 15, 15, 15, 18, 15, 15, 15, 15, 15, 15, 15, 16, 14, 15, 15, 15, 18),
     "audio": (0, 0, 1, 4, 6, -2, 4, 4, 2, 2, 2, 1, 2, 3, 0, 2, 2, 2, 0, 2, -1, 2, 3, 3, 0),
 }
-CAPTION_FILES = {"audio": "text/clap_captions.npy", "visual": "text/clip_captions.npy"}
-CAPTIONS_JSON = "text/captions.json"
 THRESHOLD_CHOICES = ("auto", "valor", "val")
 CALIBRATIONS = ("gated", "ungated")  # the val cut: of the gated labels (default) or of the ungated ones
 UNTRAINED_MARKS = ("random", "tiny")  # words of an encoder description that make VALOR's thresholds meaningless

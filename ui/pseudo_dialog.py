@@ -155,17 +155,6 @@ def quality_html(quality: dict | None, optimistic: tuple[str, ...] = ()) -> str:
     return f"<table cellspacing=0 cellpadding=2><tr><th></th>{head}</tr>{''.join(rows)}</table>{footnote}"
 
 
-def _browse_row(edit: QWidget, on_click) -> QHBoxLayout:
-    """A path field with its "…" button."""
-    button = QPushButton("…")
-    button.setFixedWidth(28)
-    button.clicked.connect(on_click)
-    row = QHBoxLayout()
-    row.addWidget(edit, 1)
-    row.addWidget(button)
-    return row
-
-
 class PseudoLabelDialog(QDialog):
     """The form, the progress and the summary of one generation at a time."""
 
@@ -213,10 +202,10 @@ class PseudoLabelDialog(QDialog):
                                    "or a JSON file {\"audio\": [25], \"visual\": [25]} in logit units")
         self.threshold_file = QLineEdit()
         self.threshold_file.setPlaceholderText("per-class thresholds file")
-        file_row = _browse_row(self.threshold_file, self._browse_thresholds)
+        file_row = training_panel.browse_row(self.threshold_file, self._browse_thresholds)[0]
         self.generator = QLineEdit()
         self.generator.setPlaceholderText("the run folder of avvp-studio ear pretrain --out RUN_DIR")
-        generator_row = _browse_row(self.generator, self._browse_generator)
+        generator_row = training_panel.browse_row(self.generator, self._browse_generator)[0]
         self.device = QComboBox()
         self.device.setToolTip("Where the EAR generator runs; auto: a GPU when the worker process finds one")
         self._set_devices([])
@@ -224,7 +213,7 @@ class PseudoLabelDialog(QDialog):
         self.folder.setEditable(True)
         self.folder.setToolTip("The LLP-layout data folder with the features (the database's imported folders)")
         self.folder.lineEdit().setPlaceholderText("the LLP-layout folder with CLIP/ and CLAP/ features")
-        folder_row = _browse_row(self.folder, self._browse_folder)
+        folder_row = training_panel.browse_row(self.folder, self._browse_folder)[0]
         self._rows: dict[str, list[int]] = {"zero-shot": [], "ear": []}
 
         def add(title: str, widget, method: str | None = None) -> None:

@@ -95,7 +95,7 @@ def _avs_scores(split: str, scores: dict, digits: int = 2) -> str:
     return f"{split} {', '.join(parts)}" if parts else f"no {split} numbers"
 
 
-def _browse_row(edit: QLineEdit, on_click) -> tuple[QHBoxLayout, QPushButton]:
+def browse_row(edit: QWidget, on_click) -> tuple[QHBoxLayout, QPushButton]:
     """A path field with its "…" button."""
     button = QPushButton("…")
     button.setFixedWidth(28)
@@ -164,7 +164,7 @@ class TrainingPanel(QDockWidget):
             self.feature_set.addItem(name, name)
         self.folder = QLineEdit()
         self.folder.setPlaceholderText("the LLP-layout folder with the features")
-        folder_row, _ = _browse_row(self.folder, self._browse_folder)
+        folder_row, _ = browse_row(self.folder, self._browse_folder)
         self.text_audio, self.text_visual = QLineEdit(), QLineEdit()
         self.text_audio.setPlaceholderText("(25, d) CLAP caption embeddings .npy")
         self.text_visual.setPlaceholderText("(25, d) CLIP caption embeddings .npy")
@@ -201,7 +201,7 @@ class TrainingPanel(QDockWidget):
         self.subset.setToolTip("The AVSBench subset to train on (the clips imported with avvp-studio avs import)")
         self.avs_folder = QLineEdit()
         self.avs_folder.setPlaceholderText("the AVSBench subset folder the clips were imported from")
-        avs_folder_row, _ = _browse_row(self.avs_folder, self._browse_avs_folder)
+        avs_folder_row, _ = browse_row(self.avs_folder, self._browse_avs_folder)
         self.avs_model = QComboBox()
         for name in AVS_MODEL_NAMES:
             self.avs_model.addItem(name, name)
@@ -216,7 +216,7 @@ class TrainingPanel(QDockWidget):
         self.backbone_weights, self.vggish_weights = QLineEdit(), QLineEdit()
         self.backbone_weights.setPlaceholderText("optional: local ResNet-50 / PVT-v2-b5 checkpoint")
         self.vggish_weights.setPlaceholderText("optional: local VGGish checkpoint (vggish-10086976.pth)")
-        weight_rows = [_browse_row(edit, lambda _=False, e=edit, t=title: self._browse_file(e, t))
+        weight_rows = [browse_row(edit, lambda _=False, e=edit, t=title: self._browse_file(e, t))
                        for edit, title in ((self.backbone_weights, "Backbone weights"),
                                            (self.vggish_weights, "VGGish weights"))]
         self.vggish_pick = weight_rows[1][1]

@@ -44,14 +44,13 @@ from annotation.files import child_path, present
 from annotation.npyfile import npy_shape, read_npy
 from inference.checkpoint import RunError
 from inference.models import get_entry
+from inference.priors import CAPTION_FILES, FEATURE_DIRS
 from inference.train import to_device
 from inference.typed_config import checked_fields
 
 TASK = "dense_events"
 WINDOW = 10  # LLP's clip length
 CACHE_CLIPS = 4000  # smaller sets keep their features in memory
-FEATURE_DIRS = {"audio": "CLAP/features", "visual": "CLIP/features"}
-CAPTION_FILES = {"audio": "text/clap_captions.npy", "visual": "text/clip_captions.npy"}
 DIM_FIELDS = {"audio": "audio_dim", "visual": "visual_dim"}
 
 
